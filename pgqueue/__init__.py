@@ -1,0 +1,40 @@
+"""pgqueue: a PostgreSQL-native durable job queue for Python.
+
+Jobs are rows in your database; enqueueing is an INSERT in your own transaction; workers claim
+with ``FOR UPDATE SKIP LOCKED`` and are woken by ``LISTEN/NOTIFY``.
+"""
+
+from .context import JobContext
+from .errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    NotOpenError,
+    PayloadTooLarge,
+    PgQueueError,
+    SchemaError,
+)
+from .job import Job, JobStatus
+from .queue import PgQueue
+from .settings import Settings
+from .task import EnqueueOptions, Enqueuer, Task, exponential_backoff
+from .worker import Worker
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseUnavailable",
+    "EnqueueOptions",
+    "Enqueuer",
+    "Job",
+    "JobContext",
+    "JobStatus",
+    "NotOpenError",
+    "PayloadTooLarge",
+    "PgQueue",
+    "PgQueueError",
+    "SchemaError",
+    "Settings",
+    "Task",
+    "Worker",
+    "exponential_backoff",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,76 @@
+"""``JobContext``: what a running task may know and say about its own job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from .job import Job
+
+if TYPE_CHECKING:
+    from .worker.reporter import Reporter
+
+
+class _Recorded:
+    """What ``progress`` and ``log`` return: awaitable in async tasks, ignorable in sync ones.
+
+    The call itself records the update (writes are coalesced by the worker), so there is nothing
+    left to wait for; a plain object, unlike a coroutine, may be dropped without a warning.
+    """
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+_RECORDED = _Recorded()
+
+logger = logging.getLogger("pgqueue.worker")
+
+
+class JobContext:
+    """Injected into a task that declares a parameter annotated ``JobContext``.
+
+    ``progress`` and ``log`` are cheap: they record in memory and the worker writes them in
+    batches, so a task may report as often as it likes. In an async task ``await`` them; in a sync
+    task (running in a thread) call them plainly.
+    """
+
+    def __init__(self, job: Job, reporter: Reporter | None = None) -> None:
+        self.job = job
+        self._reporter = reporter
+        self._cancelled = threading.Event()
+
+    @property
+    def attempt(self) -> int:
+        """1 on the job's first run, 2 on its first retry, and so on."""
+        return self.job.attempts
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled or timed out; a sync task should poll it and return."""
+        return self._cancelled.is_set()
+
+    def progress(self, percent: float, message: str | None = None) -> _Recorded:
+        """Report how far the job is, 0 to 100, with an optional short message."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress must be between 0 and 100, got {percent!r}")
+        self.job.progress = float(percent)
+        self.job.progress_message = message
+        if self._reporter is not None:
+            self._reporter.progress(self.job.id, float(percent), message)
+        return _RECORDED
+
+    def log(self, message: str) -> _Recorded:
+        """Keep a line with the job; the dashboard shows it live."""
+        logger.info("job %s %s: %s", self.job.id, self.job.task, message)
+        if self._reporter is not None:
+            self._reporter.log(self.job.id, str(message))
+        return _RECORDED
+
+    def _cancel(self) -> None:
+        self._cancelled.set()

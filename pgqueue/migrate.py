@@ -1,0 +1,61 @@
+"""Apply pgqueue's Alembic migrations, and check that a database has the schema this package needs."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+
+from .errors import SchemaError
+from .settings import validate_schema_name
+
+SCHEMA_REVISION = "0001"
+"""The migration this version of the package expects; a test keeps it equal to the scripts' head."""
+
+MIGRATE_HINT = "run `python -m pgqueue migrate` (or `alembic upgrade head` from the pgqueue repository)"
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """The SQLAlchemy URL for a ``postgresql://`` DSN, driven by asyncpg like the rest of pgqueue."""
+    for prefix in ("postgresql://", "postgres://"):
+        if dsn.startswith(prefix):
+            return "postgresql+asyncpg://" + dsn[len(prefix) :]
+    return dsn
+
+
+def alembic_config(dsn: str | None = None, schema: str | None = None) -> Config:
+    """An Alembic config for pgqueue's own scripts, without any ini file."""
+    config = Config()
+    config.set_main_option("script_location", str(files("pgqueue") / "migrations"))
+    config.attributes["pgqueue_dsn"] = dsn
+    config.attributes["pgqueue_schema"] = validate_schema_name(schema) if schema else None
+    return config
+
+
+def upgrade(dsn: str | None = None, schema: str | None = None, revision: str = "head") -> None:
+    """Bring the schema up to ``revision`` (blocking; call it from a thread inside an event loop)."""
+    command.upgrade(alembic_config(dsn, schema), revision)
+
+
+def downgrade(dsn: str | None = None, schema: str | None = None, revision: str = "base") -> None:
+    """Take the schema down to ``revision``; ``base`` removes every pgqueue object."""
+    command.downgrade(alembic_config(dsn, schema), revision)
+
+
+async def upgrade_async(dsn: str | None = None, schema: str | None = None) -> None:
+    await asyncio.to_thread(upgrade, dsn, schema)
+
+
+def check_revision(schema: str, has_table: bool, version: str | None) -> None:
+    """Raise ``SchemaError`` unless the database is at the revision this package expects."""
+    if not has_table or version is None:
+        raise SchemaError(
+            f"pgqueue's schema {schema!r} is missing from this database: {MIGRATE_HINT}."
+        )
+    if version != SCHEMA_REVISION:
+        raise SchemaError(
+            f"pgqueue's schema {schema!r} is at revision {version}, this package needs "
+            f"{SCHEMA_REVISION}: {MIGRATE_HINT}."
+        )

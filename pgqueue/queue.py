@@ -1,0 +1,322 @@
+"""``PgQueue``: the registry of tasks, the connection pool, and the calls to inspect and control jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, overload
+
+import asyncpg
+
+from . import database
+from .events import EventHub
+from .job import Job, JobStatus
+from .migrate import check_revision
+from .settings import Settings
+from .sql import Statements
+from .task import Enqueuer, OnFailure, RetryDelay, Task
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """A task enqueued on a cron schedule by whichever worker gets to each slot first."""
+
+    task: Task
+    cron: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    id: int
+    at: datetime
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: int
+    hostname: str
+    pid: int
+    queues: list[str] | None
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    running: int
+
+
+class PgQueue:
+    """A job queue in one PostgreSQL schema.
+
+    ``PgQueue()`` reads its settings from ``PGQUEUE_*`` environment variables; any setting may be
+    passed here instead (``dsn``, ``schema``, ``rescue_after``, ``shutdown_grace`` …), and wins.
+    """
+
+    def __init__(self, dsn: str | None = None, schema: str | None = None, **settings: Any) -> None:
+        explicit = {"dsn": dsn, "schema": schema, **settings}
+        self.settings = Settings(**{k: v for k, v in explicit.items() if v is not None})
+        self.statements = Statements(self.settings.schema)
+        self.tasks: dict[str, Task] = {}
+        self.periodic_tasks: list[Periodic] = []
+        self._pool: asyncpg.Pool | None = None
+        self._events: EventHub | None = None
+
+    def __repr__(self) -> str:
+        return f"<PgQueue schema={self.settings.schema!r} tasks={len(self.tasks)}>"
+
+    # -- tasks -----------------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        retry_delay: RetryDelay | None = None,
+        on_failure: OnFailure | None = None,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register a function as a task: ``@pgq.task`` or ``@pgq.task(queue=..., ...)``."""
+
+        def register(fn: Callable[..., Any]) -> Task:
+            name = options.pop("name", None) or f"{fn.__module__}.{fn.__qualname__}"
+            if name in self.tasks:
+                raise ValueError(f"a task named {name!r} is already registered on this PgQueue")
+            task = Task(self, fn, name=name, **options)
+            self.tasks[name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def periodic(self, cron: str, *args: Any, **kwargs: Any) -> Callable[[Task], Task]:
+        """Enqueue a task on a cron schedule (``"*/5 * * * *"``), given these arguments.
+
+        Put it above ``@pgq.task``. Every worker serving the task's queue keeps the schedule; each
+        slot is enqueued exactly once however many workers run.
+        """
+        from croniter import croniter
+
+        if not croniter.is_valid(cron):
+            raise ValueError(f"invalid cron expression {cron!r}")
+
+        def register(task: Task) -> Task:
+            if not isinstance(task, Task) or task.pgq is not self:
+                raise TypeError("put @pgq.periodic(...) above @pgq.task of the same PgQueue")
+            task.encode_arguments(args, kwargs)
+            self.periodic_tasks.append(Periodic(task, cron, args, kwargs))
+            return task
+
+        return register
+
+    def task_named(self, name: str) -> Task:
+        """The registered task, or a stand-in that enqueues by name (for tasks defined elsewhere)."""
+        return self.tasks.get(name) or Task(self, None, name=name)
+
+    # -- pool ------------------------------------------------------------------------------------
+
+    async def open(self) -> PgQueue:
+        """Open the connection pool and check the schema is there and current."""
+        if self._pool is None:
+            dsn = database.check_dsn(self.settings.dsn)
+            pool = await database.create_pool(
+                dsn, self.settings.pool_min_size, self.settings.pool_max_size
+            )
+            try:
+                async with pool.acquire() as conn:
+                    await self._check_schema(conn)
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
+        return self
+
+    async def close(self) -> None:
+        if self._events is not None:
+            await self._events.close()
+            self._events = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def __aenter__(self) -> PgQueue:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            from .errors import NotOpenError
+
+            raise NotOpenError(
+                "the PgQueue is not open: use `async with pgq:` or `await pgq.open()` first"
+            )
+        return self._pool
+
+    def acquire(self) -> Any:
+        """A pooled connection: ``async with pgq.acquire() as conn``."""
+        return self.pool.acquire()
+
+    @property
+    def events(self) -> EventHub:
+        if self._events is None:
+            self._events = EventHub(database.check_dsn(self.settings.dsn), self.statements.events_channel)
+        return self._events
+
+    async def _check_schema(self, conn: asyncpg.Connection) -> None:
+        schema = self.settings.schema
+        has_table = await conn.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL", f"{schema}.alembic_version"
+        )
+        version = await conn.fetchval(self.statements.schema_version) if has_table else None
+        check_revision(schema, has_table, version)
+
+    # -- enqueue ---------------------------------------------------------------------------------
+
+    async def enqueue(self, task_name: str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue a task by its name; it need not be defined (or importable) in this process."""
+        return await self.task_named(task_name).enqueue(*args, **kwargs)
+
+    def using(self, task_name: str, conn: Any = None, **options: Any) -> Enqueuer:
+        """``task.using(...)`` for a task known by name only."""
+        return self.task_named(task_name).using(conn, **options)
+
+    # -- inspect ---------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self.acquire() as conn:
+            row = await conn.fetchrow(self.statements.get_job, job_id)
+        return None if row is None else Job.from_row(row)
+
+    async def list_jobs(
+        self,
+        *,
+        status: str | JobStatus | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Newest first; pass the last id seen as ``before_id`` for the next page."""
+        if status is not None:
+            status = JobStatus(status)
+        statement = self.statements.list_jobs(
+            status=status is not None,
+            queue=queue is not None,
+            task=task is not None,
+            before=before_id is not None,
+        )
+        params = [limit] + [p for p in (status, queue, task, before_id) if p is not None]
+        async with self.acquire() as conn:
+            rows = await conn.fetch(statement, *params)
+        return [Job.from_row(row) for row in rows]
+
+    async def job_logs(self, job_id: int, after_id: int = 0, limit: int = 1000) -> list[LogLine]:
+        async with self.acquire() as conn:
+            rows = await conn.fetch(self.statements.job_logs, job_id, after_id, limit)
+        return [LogLine(row["id"], row["at"], row["message"]) for row in rows]
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        """Job counts per queue and status, e.g. ``{"default": {"queued": 3, "succeeded": 120}}``."""
+        async with self.acquire() as conn:
+            rows = await conn.fetch(self.statements.stats)
+        counts: dict[str, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row["queue"], {})[row["status"]] = row["n"]
+        return counts
+
+    async def workers(self) -> list[WorkerInfo]:
+        async with self.acquire() as conn:
+            rows = await conn.fetch(self.statements.list_workers)
+        return [WorkerInfo(**dict(row)) for row in rows]
+
+    async def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """Return the job once it is final (succeeded, failed or cancelled).
+
+        Woken by notifications; raises ``TimeoutError`` after ``timeout`` seconds, ``LookupError``
+        if there is no such job.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self.events.watch(job_id) as events:
+            while True:
+                job = await self.get_job(job_id)
+                if job is None:
+                    raise LookupError(f"no job with id {job_id}")
+                if job.status.is_final:
+                    return job
+                while True:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(
+                            f"job {job_id} ({job.task}) is still {job.status} after {timeout} s"
+                        )
+                    try:
+                        # The cap only bounds the cost of a lost notification.
+                        event = await asyncio.wait_for(events.get(), min(remaining or 30.0, 30.0))
+                    except TimeoutError:
+                        break
+                    if event["kind"] in ("status", "resync"):
+                        break
+
+    # -- control ---------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: int) -> bool:
+        """Cancel a job that has not finished. A running job's worker stops it within a second.
+
+        True if this call cancelled the job; False if it had already finished (or does not exist).
+        """
+        async with self.acquire() as conn:
+            row = await conn.fetchrow(self.statements.cancel, job_id)
+        return row is not None
+
+    async def retry(self, job_id: int) -> bool:
+        """Put a failed or cancelled job back in its queue, to run now with at least one more
+        attempt. False, and nothing changed, for a job in any other status."""
+        async with self.acquire() as conn:
+            row = await conn.fetchrow(self.statements.retry, job_id)
+        return row is not None
+
+    async def pause_queue(self, queue: str) -> None:
+        """Workers stop claiming from ``queue``; running jobs carry on."""
+        async with self.acquire() as conn:
+            await conn.execute(self.statements.pause_queue, queue, True)
+
+    async def resume_queue(self, queue: str) -> None:
+        async with self.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute(self.statements.pause_queue, queue, False)
+                await conn.execute(self.statements.wake_queue, queue)
+
+    async def paused_queues(self) -> list[str]:
+        async with self.acquire() as conn:
+            return [row["name"] for row in await conn.fetch(self.statements.paused_queues)]
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    def worker(
+        self, queues: list[str] | None = None, concurrency: int = 10, **options: Any
+    ) -> Worker:
+        """A worker for this process: ``await worker.run()`` or ``async with pgq.worker():``."""
+        from .worker import Worker
+
+        return Worker(self, queues=queues, concurrency=concurrency, **options)

@@ -1,0 +1,78 @@
+"""Configuration: every knob has a ``PGQUEUE_*`` environment variable and a ``PgQueue(...)`` argument.
+
+Explicit arguments win over the environment, which wins over the defaults written here.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+def validate_schema_name(name: str) -> str:
+    """The schema name is spliced into SQL, so only a plain lower-case identifier is accepted."""
+    if not _IDENTIFIER.match(name):
+        raise ConfigurationError(
+            f"invalid pgqueue schema name {name!r}: use lower-case letters, digits and underscores, "
+            "starting with a letter or underscore, at most 48 characters (set PGQUEUE_SCHEMA)"
+        )
+    return name
+
+
+# ``schema`` is the natural name (PGQUEUE_SCHEMA, PgQueue(schema=...)); pydantic only warns that it
+# hides the deprecated ``BaseModel.schema()`` method, which pgqueue never uses.
+warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
+
+
+class Settings(BaseSettings):
+    """pgqueue's settings; see the README's settings table for what each one is for."""
+
+    model_config = SettingsConfigDict(env_prefix="PGQUEUE_", extra="forbid")
+
+    dsn: str | None = None
+    """``postgresql://`` URL of the database that holds the jobs."""
+    schema: str = "pgqueue"
+    """Schema that holds all of pgqueue's tables, functions and types."""
+
+    pool_min_size: int = Field(1, ge=0)
+    pool_max_size: int = Field(10, ge=1)
+
+    poll_interval: Seconds = 1.0
+    """How often a worker checks for scheduled jobs coming due; new jobs wake it by NOTIFY at once."""
+    heartbeat_interval: Seconds = 5.0
+    """How often a worker proves it is alive."""
+    rescue_after: Seconds = 20.0
+    """A worker silent this long is declared dead and its running jobs go back to the queue."""
+    shutdown_grace: Seconds = 30.0
+    """On SIGTERM/SIGINT, how long running jobs may take to finish before they are put back."""
+
+    retention: Seconds = 7 * 24 * 3600.0
+    """How long succeeded and cancelled jobs are kept."""
+    failed_retention: Seconds = 30 * 24 * 3600.0
+    """How long failed jobs are kept (longer: someone may want to look at them)."""
+    prune_interval: Seconds = 60.0
+
+    max_payload_bytes: int = Field(1_000_000, gt=0)
+    """Largest JSON encoding of a job's arguments accepted at enqueue."""
+
+    claim_batch: int = Field(100, ge=1, le=1000)
+    """Most jobs a worker claims in one statement."""
+    complete_interval: Seconds = 0.005
+    """How long a finished job's result may wait to be written with others in one statement."""
+    progress_interval: Seconds = 0.25
+    """Progress and log lines are coalesced and written at most this often per worker."""
+
+    @field_validator("schema")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        return validate_schema_name(value)

@@ -1,0 +1,503 @@
+"""Every SQL statement pgqueue runs, in one place.
+
+Statements are written for asyncpg (``$1`` parameters) against one schema; the schema name is
+validated as a plain identifier before it is spliced in (``settings.validate_schema_name``), and every
+value travels as a bound parameter.
+
+Two channels carry notifications (both schema-scoped, NOTIFY is already database-scoped):
+
+* ``<schema>_jobs`` wakes workers: ``queued:<queue>`` when work is ready, ``cancel:<id>`` when a
+  running job must stop. The insert trigger (see the migration) sends ``queued:`` for any insert, by
+  whatever path, once per statement and queue.
+* ``<schema>_events`` tells watchers (``pgq.wait``, the dashboard) what happened, as JSON:
+  ``{"kind": "status", "jobs": [[id, status], ...]}``, ``{"kind": "progress", "id", "progress",
+  "message"}`` and ``{"kind": "log", "id", "message"}``.
+
+Updates of job rows by id list the ids twice (``j.id = ANY($1)`` beside the join) so the planner
+reaches rows through the primary key even when the table was never analyzed (autovacuum off).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+from .settings import validate_schema_name
+
+JOB_COLUMNS = (
+    "id, task, queue, status, args::text AS args, kwargs::text AS kwargs, priority, attempts, "
+    "max_attempts, run_at, created_at, started_at, finished_at, result::text AS result, error, "
+    "progress, progress_message, unique_key, worker_id"
+)
+
+_UNFINISHED = "('queued', 'scheduled', 'running')"
+_FINAL = "('succeeded', 'failed', 'cancelled')"
+
+
+def channel_names(schema: str) -> tuple[str, str]:
+    """The (jobs, events) notification channels of a schema."""
+    return f"{schema}_jobs", f"{schema}_events"
+
+
+def to_sqlalchemy(statement: str) -> str:
+    """Rewrite ``$1`` parameters as ``(:p1)`` for ``sqlalchemy.text`` (the parentheses keep a
+    following ``::type`` cast from being read as part of the parameter name)."""
+    return re.sub(r"\$(\d+)", r"(:p\1)", statement)
+
+
+class Statements:
+    """The statements for one schema, built once per ``PgQueue``."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = validate_schema_name(schema)
+        self.jobs_channel, self.events_channel = channel_names(schema)
+
+    def _format(self, template: str) -> str:
+        return template.format(
+            s=self.schema,
+            jobs_channel=self.jobs_channel,
+            events_channel=self.events_channel,
+            unfinished=_UNFINISHED,
+            final=_FINAL,
+            columns=JOB_COLUMNS,
+        )
+
+    # -- schema version -------------------------------------------------------------------------
+
+    @cached_property
+    def schema_version(self) -> str:
+        return self._format(
+            "SELECT (SELECT version_num FROM {s}.alembic_version LIMIT 1) AS version, "
+            "to_regclass('{s}.alembic_version') IS NOT NULL AS has_table"
+        )
+
+    # -- enqueue ---------------------------------------------------------------------------------
+
+    @cached_property
+    def insert_jobs(self) -> str:
+        """Insert many jobs from parallel arrays; one round trip, ids in input order."""
+        return self._format(_INSERT_JOBS.replace("{conflict}", ""))
+
+    @cached_property
+    def insert_unique_jobs(self) -> str:
+        """As ``insert_jobs``, skipping rows whose ``unique_key`` has an unfinished job already."""
+        return self._format(
+            _INSERT_JOBS.replace(
+                "{conflict}",
+                "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
+                "AND status IN {unfinished} DO NOTHING",
+            )
+        )
+
+    @cached_property
+    def unfinished_by_unique_key(self) -> str:
+        return self._format(
+            "SELECT {columns} FROM {s}.jobs WHERE unique_key = ANY($1::text[]) "
+            "AND status IN {unfinished}"
+        )
+
+    # -- inspect ---------------------------------------------------------------------------------
+
+    @cached_property
+    def get_job(self) -> str:
+        return self._format("SELECT {columns} FROM {s}.jobs WHERE id = $1")
+
+    @cached_property
+    def get_jobs(self) -> str:
+        return self._format("SELECT {columns} FROM {s}.jobs WHERE id = ANY($1::bigint[])")
+
+    @cached_property
+    def stats(self) -> str:
+        return self._format(
+            "SELECT queue, status::text AS status, count(*) AS n FROM {s}.jobs "
+            "GROUP BY queue, status ORDER BY queue, status"
+        )
+
+    def list_jobs(self, *, status: bool, queue: bool, task: bool, before: bool) -> str:
+        """Newest first, keyset-paginated on id; the flags say which filters are bound.
+
+        Parameters, in order: limit, then each filter that is present (status, queue, task, before).
+        """
+        conditions = []
+        params = ["$1"]
+        for present, condition in (
+            (status, "status = {p}::{s}.job_status"),
+            (queue, "queue = {p}"),
+            (task, "task = {p}"),
+            (before, "id < {p}"),
+        ):
+            if present:
+                placeholder = f"${len(params) + 1}"
+                params.append(placeholder)
+                conditions.append(condition.replace("{p}", placeholder))
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        return self._format(
+            f"SELECT {{columns}} FROM {{s}}.jobs {where} ORDER BY id DESC LIMIT $1"
+        )
+
+    @cached_property
+    def job_logs(self) -> str:
+        return self._format(
+            "SELECT id, at, message FROM {s}.job_logs WHERE job_id = $1 AND id > $2 "
+            "ORDER BY id LIMIT $3"
+        )
+
+    # -- control ---------------------------------------------------------------------------------
+
+    @cached_property
+    def cancel(self) -> str:
+        """Cancel a job that is not final; a running one is told to stop through its worker."""
+        return self._format(
+            """
+            WITH cancelled AS (
+                UPDATE {s}.jobs SET status = 'cancelled', finished_at = now()
+                WHERE id = $1 AND status IN {unfinished}
+                RETURNING id, (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
+            )
+            SELECT id, previous::text,
+                   pg_notify('{events_channel}',
+                             json_build_object('kind', 'status',
+                                               'jobs', json_build_array(json_build_array(id, 'cancelled')))::text),
+                   CASE WHEN previous = 'running' THEN pg_notify('{jobs_channel}', 'cancel:' || id) END
+            FROM cancelled
+            """
+        )
+
+    @cached_property
+    def retry(self) -> str:
+        """Put a failed or cancelled job back to queued, now, with at least one attempt left."""
+        return self._format(
+            """
+            WITH retried AS (
+                UPDATE {s}.jobs
+                SET status = 'queued', run_at = now(), finished_at = NULL, worker_id = NULL,
+                    max_attempts = greatest(max_attempts, attempts + 1), progress = NULL,
+                    progress_message = NULL
+                WHERE id = $1 AND status IN ('failed', 'cancelled')
+                RETURNING id, queue
+            )
+            SELECT id,
+                   pg_notify('{jobs_channel}', 'queued:' || queue),
+                   pg_notify('{events_channel}',
+                             json_build_object('kind', 'status',
+                                               'jobs', json_build_array(json_build_array(id, 'queued')))::text)
+            FROM retried
+            """
+        )
+
+    @cached_property
+    def pause_queue(self) -> str:
+        return self._format(
+            "INSERT INTO {s}.queues (name, paused) VALUES ($1, $2) "
+            "ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused"
+        )
+
+    @cached_property
+    def wake_queue(self) -> str:
+        return self._format("SELECT pg_notify('{jobs_channel}', 'queued:' || $1::text)")
+
+    @cached_property
+    def paused_queues(self) -> str:
+        return self._format("SELECT name FROM {s}.queues WHERE paused ORDER BY name")
+
+    # -- worker: claim and complete --------------------------------------------------------------
+
+    @cached_property
+    def claim_from_queues(self) -> str:
+        """Claim up to $2 jobs from the queues in $1 for worker $3, best first."""
+        return self._format(
+            _CLAIM.replace("{queues}", "SELECT unnest($1::text[]) AS name")
+        )
+
+    @cached_property
+    def claim_from_all_queues(self) -> str:
+        """As ``claim_from_queues`` over every queue that has queued jobs ($1 is ignored).
+
+        The queues are found with a loose index scan over the claim index, one probe per queue.
+        """
+        return self._format(
+            _CLAIM.replace(
+                "{queues}",
+                """
+                (SELECT queue AS name FROM {s}.jobs WHERE status = 'queued' AND $1::text[] IS NULL
+                 ORDER BY queue LIMIT 1)
+                UNION ALL
+                SELECT (SELECT queue FROM {s}.jobs
+                        WHERE status = 'queued' AND queue > q.name ORDER BY queue LIMIT 1)
+                FROM queues q WHERE q.name IS NOT NULL
+                """,
+            )
+        )
+
+    @cached_property
+    def complete(self) -> str:
+        """Record the outcome of many runs at once.
+
+        Arrays, in order: id, attempt, new status, result JSON, error, retry delay in seconds.
+        A row is written only if that very run still holds the job (status running, same attempt):
+        a job rescued, cancelled or re-claimed meanwhile is left alone.
+        """
+        return self._format(
+            """
+            WITH outcome AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $3::{s}.job_status[], $4::text[],
+                                     $5::text[], $6::float8[])
+                    AS o(id, attempt, status, result, error, delay)
+            ), written AS (
+                UPDATE {s}.jobs j
+                SET status = o.status,
+                    result = o.result::jsonb,
+                    error = o.error,
+                    finished_at = CASE WHEN o.status IN {final} THEN now() END,
+                    run_at = CASE WHEN o.status IN ('queued', 'scheduled')
+                                  THEN now() + make_interval(secs => o.delay) ELSE j.run_at END,
+                    worker_id = NULL
+                FROM outcome o
+                WHERE j.id = ANY($1::bigint[]) AND j.id = o.id AND j.attempts = o.attempt
+                  AND j.status = 'running'
+                RETURNING j.id, j.status, j.queue
+            ), told_watchers AS (
+                SELECT pg_notify('{events_channel}',
+                                 json_build_object('kind', 'status',
+                                                   'jobs', json_agg(json_build_array(id, status)))::text)
+                FROM written HAVING count(*) > 0
+            ), woke_workers AS (
+                SELECT pg_notify('{jobs_channel}', 'queued:' || queue)
+                FROM (SELECT DISTINCT queue FROM written WHERE status = 'queued') q
+            )
+            SELECT id FROM written
+            WHERE (SELECT count(*) FROM told_watchers) >= 0 AND (SELECT count(*) FROM woke_workers) >= 0
+            """
+        )
+
+    @cached_property
+    def requeue_unfinished(self) -> str:
+        """Give back jobs a stopping worker could not finish; the aborted attempt is not counted."""
+        return self._format(
+            """
+            WITH requeued AS (
+                UPDATE {s}.jobs
+                SET status = 'queued', attempts = attempts - 1, worker_id = NULL, started_at = NULL
+                WHERE id = ANY($1::bigint[]) AND status = 'running' AND worker_id = $2
+                RETURNING id, queue
+            )
+            SELECT id, pg_notify('{jobs_channel}', 'queued:' || queue) FROM requeued
+            """
+        )
+
+    @cached_property
+    def cancelled_among(self) -> str:
+        return self._format(
+            "SELECT id FROM {s}.jobs WHERE id = ANY($1::bigint[]) AND status = 'cancelled'"
+        )
+
+    # -- progress and logs -----------------------------------------------------------------------
+
+    @cached_property
+    def record_progress(self) -> str:
+        """Arrays: id, percent, message (written even if the job finished meanwhile: it is its last word)."""
+        return self._format(
+            """
+            WITH p AS (
+                SELECT * FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS p(id, progress, message)
+            ), written AS (
+                UPDATE {s}.jobs j SET progress = p.progress, progress_message = p.message
+                FROM p WHERE j.id = ANY($1::bigint[]) AND j.id = p.id
+                RETURNING j.id, j.progress, j.progress_message
+            )
+            SELECT pg_notify('{events_channel}',
+                             json_build_object('kind', 'progress', 'id', id, 'progress', progress,
+                                               'message', progress_message)::text)
+            FROM written
+            """
+        )
+
+    @cached_property
+    def record_logs(self) -> str:
+        """Arrays: job id, message."""
+        return self._format(
+            """
+            WITH written AS (
+                INSERT INTO {s}.job_logs (job_id, message)
+                SELECT l.job_id, l.message FROM unnest($1::bigint[], $2::text[]) AS l(job_id, message)
+                WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.id = l.job_id)
+                RETURNING job_id, message
+            )
+            SELECT pg_notify('{events_channel}',
+                             json_build_object('kind', 'log', 'id', job_id, 'message', message)::text)
+            FROM written
+            """
+        )
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    @cached_property
+    def register_worker(self) -> str:
+        return self._format(
+            "INSERT INTO {s}.workers (hostname, pid, queues, concurrency) VALUES ($1, $2, $3, $4) "
+            "RETURNING id"
+        )
+
+    @cached_property
+    def heartbeat(self) -> str:
+        return self._format(
+            "UPDATE {s}.workers SET heartbeat_at = now() WHERE id = $1 RETURNING id"
+        )
+
+    @cached_property
+    def unregister_worker(self) -> str:
+        return self._format("DELETE FROM {s}.workers WHERE id = $1")
+
+    @cached_property
+    def list_workers(self) -> str:
+        return self._format(
+            """
+            SELECT w.id, w.hostname, w.pid, w.queues, w.concurrency, w.started_at, w.heartbeat_at,
+                   (SELECT count(*) FROM {s}.jobs j WHERE j.worker_id = w.id AND j.status = 'running')
+                       AS running
+            FROM {s}.workers w ORDER BY w.id
+            """
+        )
+
+    @cached_property
+    def rescue(self) -> str:
+        """Requeue (or fail, when out of attempts) running jobs whose worker stopped heartbeating,
+        then forget those workers. $1: seconds of silence after which a worker is dead.
+
+        Runs under ``try_maintenance_lock`` so one worker at a time does it.
+        """
+        return self._format(
+            """
+            WITH orphans AS (
+                SELECT j.id FROM {s}.jobs j
+                WHERE j.status = 'running' AND NOT EXISTS (
+                    SELECT 1 FROM {s}.workers w
+                    WHERE w.id = j.worker_id AND w.heartbeat_at > now() - make_interval(secs => $1))
+                FOR UPDATE SKIP LOCKED
+            ), rescued AS (
+                UPDATE {s}.jobs j
+                SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed'::{s}.job_status
+                                  ELSE 'queued' END,
+                    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+                    error = format('worker %s stopped heartbeating during attempt %s of %s',
+                                   coalesce(j.worker_id::text, '?'), j.attempts, j.max_attempts),
+                    worker_id = NULL
+                WHERE j.id = ANY(ARRAY(SELECT id FROM orphans))
+                RETURNING j.id, j.task, j.queue, j.status, j.attempts
+            ), forgotten AS (
+                DELETE FROM {s}.workers WHERE heartbeat_at <= now() - make_interval(secs => $1)
+                RETURNING id
+            ), woke_workers AS (
+                SELECT pg_notify('{jobs_channel}', 'queued:' || queue)
+                FROM (SELECT DISTINCT queue FROM rescued WHERE status = 'queued') q
+            ), told_watchers AS (
+                SELECT pg_notify('{events_channel}',
+                                 json_build_object('kind', 'status',
+                                                   'jobs', json_agg(json_build_array(id, status)))::text)
+                FROM rescued HAVING count(*) > 0
+            )
+            SELECT id, task, status::text AS status, attempts FROM rescued
+            WHERE (SELECT count(*) FROM forgotten) >= 0 AND (SELECT count(*) FROM woke_workers) >= 0
+              AND (SELECT count(*) FROM told_watchers) >= 0
+            """
+        )
+
+    @cached_property
+    def promote_scheduled(self) -> str:
+        """Move due scheduled jobs to queued and say when the next one is due."""
+        return self._format(
+            """
+            WITH due AS (
+                SELECT id FROM {s}.jobs WHERE status = 'scheduled' AND run_at <= now()
+                ORDER BY run_at LIMIT 1000 FOR UPDATE SKIP LOCKED
+            ), promoted AS (
+                UPDATE {s}.jobs SET status = 'queued' WHERE id = ANY(ARRAY(SELECT id FROM due))
+                RETURNING id, queue
+            ), woke_workers AS (
+                SELECT pg_notify('{jobs_channel}', 'queued:' || queue)
+                FROM (SELECT DISTINCT queue FROM promoted) q
+            )
+            SELECT (SELECT count(*) FROM promoted) AS promoted,
+                   (SELECT count(*) FROM woke_workers) AS woken,
+                   (SELECT min(run_at) FROM {s}.jobs WHERE status = 'scheduled'
+                        AND id <> ALL(ARRAY(SELECT id FROM due))) AS next_due
+            """
+        )
+
+    @cached_property
+    def prune(self) -> str:
+        """Delete up to $3 final jobs finished before their retention ($1 seconds; $2 for failed)."""
+        return self._format(
+            """
+            WITH old AS (
+                SELECT id FROM {s}.jobs
+                WHERE (status IN ('succeeded', 'cancelled')
+                       AND finished_at < now() - make_interval(secs => $1))
+                   OR (status = 'failed' AND finished_at < now() - make_interval(secs => $2))
+                ORDER BY id LIMIT $3
+            )
+            DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM old))
+            """
+        )
+
+    @cached_property
+    def try_maintenance_lock(self) -> str:
+        """A transaction-scoped advisory lock per schema and duty, so one worker does each at a time."""
+        return self._format("SELECT pg_try_advisory_xact_lock(hashtext('{s}'), $1)")
+
+    @cached_property
+    def claim_periodic(self) -> str:
+        """Take the right to enqueue periodic task $1 for slot $2.
+
+        No row: another worker has the slot. ``first`` is true when the schedule was unknown until
+        now: that slot is only recorded, so a new deployment does not run a slot long past.
+        """
+        return self._format(
+            """
+            INSERT INTO {s}.periodic (task, last_slot) VALUES ($1, $2)
+            ON CONFLICT (task) DO UPDATE SET last_slot = EXCLUDED.last_slot
+            WHERE {s}.periodic.last_slot < EXCLUDED.last_slot
+            RETURNING xmax = 0 AS first
+            """
+        )
+
+
+_INSERT_JOBS = """
+INSERT INTO {s}.jobs (task, queue, priority, args, kwargs, max_attempts, run_at, status, unique_key)
+SELECT t, q, p, a::jsonb, k::jsonb, m, coalesce(r, now()),
+       CASE WHEN r > now() THEN 'scheduled'::{s}.job_status ELSE 'queued'::{s}.job_status END, u
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
+            $7::timestamptz[], $8::text[]) AS x(t, q, p, a, k, m, r, u)
+{conflict}
+RETURNING id, status::text AS status, run_at, created_at, unique_key
+"""
+
+_CLAIM = """
+WITH RECURSIVE queues AS (
+    {queues}
+), picked AS (
+    SELECT c.id FROM queues q CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at FROM {s}.jobs j
+        WHERE j.status = 'queued' AND j.queue = q.name
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ) c
+    WHERE q.name IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM {s}.queues p WHERE p.name = q.name AND p.paused)
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT $2
+), claimed AS (
+    UPDATE {s}.jobs j
+    SET status = 'running', attempts = j.attempts + 1, started_at = now(), worker_id = $3
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING j.id, j.task, j.queue, j.args::text AS args, j.kwargs::text AS kwargs, j.priority,
+              j.attempts, j.max_attempts, j.run_at, j.created_at, j.started_at, j.unique_key
+), told_watchers AS (
+    SELECT pg_notify('{events_channel}',
+                     json_build_object('kind', 'status',
+                                       'jobs', json_agg(json_build_array(id, 'running')))::text)
+    FROM claimed HAVING count(*) > 0
+)
+SELECT * FROM claimed WHERE (SELECT count(*) FROM told_watchers) >= 0
+"""

@@ -1,0 +1,87 @@
+"""Write the outcomes of finished jobs in batches: one statement for many jobs.
+
+A finished job frees its slot at once; its outcome waits here a few milliseconds to share a round
+trip with others. If the database is away the outcomes stay here and are written when it is back;
+a job that another worker rescued meanwhile is left alone by the statement's guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..database import CONNECTION_ERRORS, Backoff
+from ..job import JobStatus
+from ..queue import PgQueue
+from .executor import Outcome
+from .outage import OutageLog
+
+logger = logging.getLogger("pgqueue.worker")
+
+MAX_BATCH = 250  # keeps the status notification of one batch well under NOTIFY's 8000 bytes
+
+
+class Completer:
+    def __init__(
+        self,
+        pgq: PgQueue,
+        on_failed: Callable[[list[Outcome]], Awaitable[None]],
+    ) -> None:
+        self._pgq = pgq
+        self._on_failed = on_failed
+        self._pending: list[Outcome] = []
+        self._has_work = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._outage = OutageLog(logger, "writing job outcomes")
+
+    def add(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        self._idle.clear()
+        self._has_work.set()
+
+    async def drained(self) -> None:
+        """Wait until every outcome added so far is written."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Flush until cancelled; cancel only after ``drained()``."""
+        interval = self._pgq.settings.complete_interval
+        while True:
+            await self._has_work.wait()
+            if len(self._pending) < MAX_BATCH:
+                await asyncio.sleep(interval)  # let more outcomes join this round trip
+            self._has_work.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._write(batch)
+            if not self._pending:
+                self._idle.set()
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        rows = [outcome.row for outcome in batch]
+        columns = [list(column) for column in zip(*rows)]
+        backoff = Backoff()
+        while True:
+            try:
+                async with self._pgq.acquire() as conn:
+                    written = await conn.fetch(self._pgq.statements.complete, *columns)
+                break
+            except CONNECTION_ERRORS as exc:
+                self._outage.failed(exc)
+                await asyncio.sleep(backoff.next_delay())
+        self._outage.recovered()
+        written_ids = {row["id"] for row in written}
+        kept = []
+        for outcome in batch:
+            if outcome.job.id in written_ids:
+                kept.append(outcome)
+            else:
+                logger.info(
+                    "job %s %s: outcome %s not recorded: the job was cancelled or rescued meanwhile",
+                    outcome.job.id, outcome.job.task, outcome.status,
+                )
+        failed = [outcome for outcome in kept if outcome.status is JobStatus.FAILED]
+        if failed:
+            await self._on_failed(failed)

@@ -1,0 +1,72 @@
+"""Progress and log lines from running tasks, coalesced and written a few times a second.
+
+Tasks may report as often as they like: only the latest progress of each job and the log lines
+gathered since the last write go to the database, in two statements per interval. Sync tasks report
+from their threads, hence the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from ..database import CONNECTION_ERRORS
+from ..queue import PgQueue
+from .outage import OutageLog
+
+logger = logging.getLogger("pgqueue.worker")
+
+
+class Reporter:
+    def __init__(self, pgq: PgQueue) -> None:
+        self._pgq = pgq
+        self._lock = threading.Lock()
+        self._progress: dict[int, tuple[float, str | None]] = {}
+        self._logs: list[tuple[int, str]] = []
+        self._outage = OutageLog(logger, "writing progress")
+
+    def progress(self, job_id: int, percent: float, message: str | None) -> None:
+        with self._lock:
+            self._progress[job_id] = (percent, message)
+
+    def log(self, job_id: int, message: str) -> None:
+        with self._lock:
+            self._logs.append((job_id, message))
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._pgq.settings.progress_interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        with self._lock:
+            progress, self._progress = self._progress, {}
+            logs, self._logs = self._logs, []
+        if not progress and not logs:
+            return
+        try:
+            async with self._pgq.acquire() as conn:
+                if progress:
+                    ids = list(progress)
+                    await conn.execute(
+                        self._pgq.statements.record_progress,
+                        ids,
+                        [progress[i][0] for i in ids],
+                        [progress[i][1] for i in ids],
+                    )
+                if logs:
+                    await conn.execute(
+                        self._pgq.statements.record_logs,
+                        [job_id for job_id, _ in logs],
+                        [message for _, message in logs],
+                    )
+        except CONNECTION_ERRORS as exc:
+            # Progress is advisory: keep the lines for the next try, drop superseded progress.
+            self._outage.failed(exc)
+            with self._lock:
+                self._logs[:0] = logs
+                for job_id, value in progress.items():
+                    self._progress.setdefault(job_id, value)
+            return
+        self._outage.recovered()

@@ -1,0 +1,385 @@
+"""The worker: claims jobs as slots free up, runs them, and keeps its duties going.
+
+Claiming: one statement takes as many jobs as there are free slots (``FOR UPDATE SKIP LOCKED``), so
+any number of workers share a queue without running a job twice. The worker sleeps until a
+notification says work is ready (or a scheduled job comes due), not on a polling timer.
+
+Stopping: ``stop()`` (or SIGTERM/SIGINT in the CLI) stops claiming at once and lets running jobs
+finish within ``shutdown_grace``; what is still running then is cancelled and handed back to the
+queue without counting the attempt. A second ``stop()`` skips the rest of the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from ..context import JobContext
+from ..database import CONNECTION_ERRORS, Backoff
+from ..job import Job, JobStatus
+from ..listener import Listener
+from ..queue import PgQueue
+from .completer import Completer
+from .executor import Outcome, execute, unknown_task
+from .outage import OutageLog
+from .reporter import Reporter
+from .services import Heartbeat, PeriodicEnqueuer, Pruner, Rescuer, Scheduler
+
+logger = logging.getLogger("pgqueue.worker")
+
+
+@dataclass(slots=True)
+class _Running:
+    job: Job
+    ctx: JobContext
+    task: asyncio.Task[None]
+    stop_reason: str | None = None  # "cancelled" by a user, or "shutdown"
+
+
+class Worker:
+    """Runs the jobs of one ``PgQueue`` in this process.
+
+    ``await worker.run()`` runs until ``stop()``; ``async with pgq.worker():`` runs it in the
+    background for the block. ``burst=True`` makes ``run()`` return once nothing is left to claim
+    (handy in tests and one-off scripts).
+    """
+
+    def __init__(
+        self,
+        pgq: PgQueue,
+        queues: list[str] | None = None,
+        concurrency: int = 10,
+        *,
+        burst: bool = False,
+        shutdown_grace: float | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if queues is not None and not queues:
+            raise ValueError("queues must name at least one queue, or be None for all queues")
+        self.pgq = pgq
+        self.queues = list(queues) if queues is not None else None
+        self.concurrency = concurrency
+        self.burst = burst
+        self.shutdown_grace = (
+            pgq.settings.shutdown_grace if shutdown_grace is None else shutdown_grace
+        )
+        self.id: int | None = None
+        self._running: dict[int, _Running] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._slot_freed: asyncio.Event | None = None
+        self._stop_requests = 0
+        self._started = asyncio.Event()
+        self._background: asyncio.Task[None] | None = None
+        self._reporter = Reporter(pgq)
+        self._completer: Completer | None = None
+        self._claim_outage = OutageLog(logger, "claiming jobs")
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop gracefully; returns at once. Safe from any thread or a signal
+        handler. A second call stops waiting for running jobs."""
+        loop = self._loop
+        if loop is None:
+            self._stop_requests += 1
+            return
+        try:
+            running_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            running_loop = None
+        if running_loop is loop:
+            self._request_stop()
+        else:
+            loop.call_soon_threadsafe(self._request_stop)
+
+    def _request_stop(self) -> None:
+        self._stop_requests += 1
+        assert self._stopping is not None and self._hurry is not None
+        if self._stop_requests == 1:
+            logger.info("worker %s: stopping; no new jobs will be claimed", self.id)
+        else:
+            logger.warning("worker %s: stop requested again; cancelling running jobs", self.id)
+            self._hurry.set()
+        self._stopping.set()
+
+    async def __aenter__(self) -> Worker:
+        self._background = asyncio.create_task(self.run(), name="pgqueue-worker")
+        started = asyncio.ensure_future(self._started.wait())
+        await asyncio.wait({started, self._background}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if self._background.done():
+            self._background.result()  # raise why it could not start
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop()
+        assert self._background is not None
+        await self._background
+
+    async def run(self) -> None:
+        """Run until ``stop()``; return once running jobs are finished or handed back."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        for _ in range(self._stop_requests):
+            self._stopping.set()
+        opened_here = not self.pgq.is_open
+        await self.pgq.open()
+        threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgqueue-job")
+        self._completer = Completer(self.pgq, self._after_failures)
+        listener = Listener(
+            self.pgq.settings.dsn or "",
+            [self.pgq.statements.jobs_channel],
+            self._on_notify,
+            self._wake.set,
+        )
+        services: list[asyncio.Task[Any]] = []
+        try:
+            async with self.pgq.acquire() as conn:
+                await self.register(conn)
+            listener.start()
+            services = [
+                asyncio.create_task(coro, name=f"pgqueue-{name}")
+                for name, coro in self._service_coroutines()
+            ]
+            logger.info(
+                "worker %s: serving %s with concurrency %s (tasks: %s)",
+                self.id,
+                ", ".join(self.queues) if self.queues else "all queues",
+                self.concurrency,
+                ", ".join(sorted(self.pgq.tasks)) or "none",
+            )
+            self._started.set()
+            await self._claim_loop(threads)
+            await self._finish_running()
+            await self._completer.drained()
+            await self._reporter.flush()
+        finally:
+            for service in services:
+                service.cancel()
+            await asyncio.gather(*services, return_exceptions=True)
+            await listener.stop()
+            await self._unregister()
+            threads.shutdown(wait=False, cancel_futures=True)
+            if opened_here:
+                await self.pgq.close()
+            logger.info("worker %s: stopped", self.id)
+
+    def _service_coroutines(self) -> list[tuple[str, Any]]:
+        assert self._completer is not None
+        coroutines = [
+            ("completer", self._completer.run()),
+            ("reporter", self._reporter.run()),
+            ("heartbeat", Heartbeat(self).run()),
+            ("rescuer", Rescuer(self.pgq).run()),
+            ("scheduler", Scheduler(self.pgq).run()),
+            ("pruner", Pruner(self.pgq).run()),
+        ]
+        for periodic in self.pgq.periodic_tasks:
+            if self.queues is None or periodic.task.queue in self.queues:
+                coroutines.append((f"periodic-{periodic.task.name}",
+                                   PeriodicEnqueuer(self.pgq, periodic).run()))
+        return coroutines
+
+    async def register(self, conn: asyncpg.Connection) -> None:
+        self.id = await conn.fetchval(
+            self.pgq.statements.register_worker,
+            socket.gethostname(),
+            os.getpid(),
+            self.queues,
+            self.concurrency,
+        )
+
+    async def _unregister(self) -> None:
+        if self.id is None:
+            return
+        try:
+            async with self.pgq.acquire() as conn:
+                await conn.execute(self.pgq.statements.unregister_worker, self.id)
+        except CONNECTION_ERRORS:
+            logger.warning("worker %s: could not unregister; it will be forgotten after %s s",
+                           self.id, self.pgq.settings.rescue_after)
+
+    # -- notifications ---------------------------------------------------------------------------
+
+    def _on_notify(self, _channel: str, payload: str) -> None:
+        kind, _, value = payload.partition(":")
+        if kind == "queued":
+            if self.queues is None or value in self.queues:
+                assert self._wake is not None
+                self._wake.set()
+        elif kind == "cancel":
+            self.cancel_running(int(value))
+
+    def running_ids(self) -> list[int]:
+        return list(self._running)
+
+    def cancel_running(self, job_id: int) -> None:
+        running = self._running.get(job_id)
+        if running is not None and running.stop_reason is None:
+            logger.info("job %s %s: cancelled while running; stopping it", job_id, running.job.task)
+            running.stop_reason = "cancelled"
+            running.ctx._cancel()
+            running.task.cancel()
+
+    # -- claiming --------------------------------------------------------------------------------
+
+    async def _claim_loop(self, threads: ThreadPoolExecutor) -> None:
+        assert self._stopping and self._wake and self._slot_freed
+        backoff = Backoff()
+        # Claim in batches under load: wait for a quarter of the slots rather than claiming
+        # one job per round trip as each finishes.
+        batch_floor = max(1, self.concurrency // 4)
+        statement = (
+            self.pgq.statements.claim_from_queues
+            if self.queues
+            else self.pgq.statements.claim_from_all_queues
+        )
+        limit = self.pgq.settings.claim_batch
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            if free < batch_floor and self._running:
+                self._slot_freed.clear()
+                await _first(self._slot_freed, self._stopping)
+                continue
+            self._wake.clear()
+            try:
+                async with self.pgq.acquire() as conn:
+                    rows = await conn.fetch(statement, self.queues, min(free, limit), self.id)
+            except CONNECTION_ERRORS as exc:
+                self._claim_outage.failed(exc)
+                await _first(self._stopping, timeout=backoff.next_delay())
+                continue
+            backoff.reset()
+            self._claim_outage.recovered()
+            for row in rows:
+                self._start(row, threads)
+            if len(rows) == min(free, limit):
+                continue  # there may be more right now
+            if self.burst and not rows and not self._running:
+                logger.info("worker %s: nothing left to claim (burst mode)", self.id)
+                self._request_stop()
+                break
+            if not rows or not self._running:
+                await _first(self._wake, self._stopping, self._slot_freed if self.burst else None,
+                             timeout=self.pgq.settings.poll_interval)
+
+    def _start(self, row: asyncpg.Record, threads: ThreadPoolExecutor) -> None:
+        job = Job(
+            id=row["id"],
+            task=row["task"],
+            queue=row["queue"],
+            status=JobStatus.RUNNING,
+            args=json.loads(row["args"]),
+            kwargs=json.loads(row["kwargs"]),
+            priority=row["priority"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            run_at=row["run_at"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=None,
+            result=None,
+            error=None,
+            progress=None,
+            progress_message=None,
+            unique_key=row["unique_key"],
+            worker_id=self.id,
+        )
+        ctx = JobContext(job, self._reporter)
+        task = asyncio.create_task(self._run_job(job, ctx, threads), name=f"pgqueue-job-{job.id}")
+        self._running[job.id] = _Running(job, ctx, task)
+
+    async def _run_job(self, job: Job, ctx: JobContext, threads: ThreadPoolExecutor) -> None:
+        assert self._completer is not None and self._slot_freed is not None
+        try:
+            task = self.pgq.tasks.get(job.task)
+            if task is None:
+                outcome = unknown_task(job, list(self.pgq.tasks))
+            else:
+                try:
+                    outcome = await execute(task, job, ctx, threads)
+                except asyncio.CancelledError:
+                    running = self._running.get(job.id)
+                    if running is not None and running.stop_reason == "cancelled":
+                        return  # the row already says cancelled
+                    raise
+            self._completer.add(outcome)
+        finally:
+            self._running.pop(job.id, None)
+            self._slot_freed.set()
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    async def _finish_running(self) -> None:
+        assert self._hurry is not None
+        if not self._running:
+            return
+        logger.info("worker %s: waiting up to %s s for %s running job(s) to finish",
+                    self.id, self.shutdown_grace, len(self._running))
+        all_done = asyncio.ensure_future(asyncio.wait([r.task for r in self._running.values()]))
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait([all_done, hurry], timeout=self.shutdown_grace,
+                           return_when=asyncio.FIRST_COMPLETED)
+        all_done.cancel()
+        hurry.cancel()
+        left = list(self._running.values())
+        if not left:
+            return
+        for running in left:
+            running.stop_reason = "shutdown"
+            running.ctx._cancel()
+            running.task.cancel()
+        await asyncio.gather(*(running.task for running in left), return_exceptions=True)
+        ids = [running.job.id for running in left]
+        await self._requeue(ids)
+        for running in left:
+            logger.warning("job %s %s: did not finish within the shutdown grace period; "
+                           "handed back to the queue", running.job.id, running.job.task)
+
+    async def _requeue(self, ids: list[int]) -> None:
+        try:
+            async with self.pgq.acquire() as conn:
+                await conn.fetch(self.pgq.statements.requeue_unfinished, ids, self.id)
+        except CONNECTION_ERRORS as exc:
+            logger.warning("worker %s: could not hand back %s job(s) (%s); they will be rescued "
+                           "after %s s", self.id, len(ids), exc, self.pgq.settings.rescue_after)
+
+    async def _after_failures(self, outcomes: list[Outcome]) -> None:
+        """Call ``on_failure`` hooks of jobs that just failed for good."""
+        for outcome in outcomes:
+            task = self.pgq.tasks.get(outcome.job.task)
+            if task is None or task.on_failure is None:
+                continue
+            outcome.job.status = JobStatus.FAILED
+            outcome.job.error = outcome.error
+            try:
+                result = task.on_failure(outcome.job)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                logger.exception("job %s %s: on_failure hook raised", outcome.job.id, outcome.job.task)
+
+
+async def _first(*events: asyncio.Event | None, timeout: float | None = None) -> None:
+    """Wait until any of the events is set, or the timeout passes."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events if event is not None]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
