@@ -145,11 +145,11 @@ def worker_main(argv: list[str] | None = None) -> int:
 def run_migrate(args: argparse.Namespace) -> int:
     from . import migrate
     from .database import check_dsn
-    from .settings import Settings
+    from .settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        settings = Settings(**{k: v for k, v in {"dsn": args.dsn, "schema": args.schema}.items() if v})
+        settings = load_settings(dsn=args.dsn, schema=args.schema)
         dsn = check_dsn(settings.dsn)
         if args.downgrade:
             migrate.downgrade(dsn, settings.schema, args.downgrade)

@@ -46,6 +46,9 @@ class EmbeddedPostgres:
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self._data_dir = Path(data_dir).expanduser().resolve()
+        if any(char.isspace() for char in str(self._data_dir)):
+            # The package hands the path to the server unquoted, which then fails to start.
+            raise ValueError(f"the embedded PostgreSQL data folder has a space: {self._data_dir}")
         # Holds this object's handle on the server; closing it lets the package stop the server
         # once no other handle, in this process or another, is left.
         self._handle = ExitStack()
@@ -170,7 +173,7 @@ def _remove_stale_lock_files(data_dir: Path) -> None:
 
 
 def _may_be_server_of(pid: int, data_dir: Path) -> bool:
-    """Whether ``pid`` is, or (being another user's, so hidden) might be, the server of the folder."""
+    """Whether ``pid`` is the folder's server, or another user's process that might be it."""
     import psutil
 
     try:

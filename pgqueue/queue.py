@@ -16,7 +16,7 @@ from . import database
 from .events import EventHub
 from .job import Job, JobStatus
 from .migrate import check_revision
-from .settings import Settings
+from .settings import load_settings
 from .sql import Statements
 from .task import Enqueuer, OnFailure, RetryDelay, Task
 
@@ -61,8 +61,7 @@ class PgQueue:
     """
 
     def __init__(self, dsn: str | None = None, schema: str | None = None, **settings: Any) -> None:
-        explicit = {"dsn": dsn, "schema": schema, **settings}
-        self.settings = Settings(**{k: v for k, v in explicit.items() if v is not None})
+        self.settings = load_settings(dsn=dsn, schema=schema, **settings)
         self.statements = Statements(self.settings.schema)
         self.tasks: dict[str, Task] = {}
         self.periodic_tasks: list[Periodic] = []

@@ -9,7 +9,7 @@ import re
 import warnings
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -76,3 +76,17 @@ class Settings(BaseSettings):
     @classmethod
     def _check_schema(cls, value: str) -> str:
         return validate_schema_name(value)
+
+
+def load_settings(**explicit: object) -> Settings:
+    """Settings from the environment, overridden by ``explicit`` values that are not None;
+    a bad value raises one ``ConfigurationError`` that names the setting."""
+    try:
+        return Settings(**{k: v for k, v in explicit.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise ConfigurationError("; ".join(problems)) from None

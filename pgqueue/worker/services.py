@@ -185,7 +185,8 @@ class PeriodicEnqueuer(Service):
                     self.pgq.statements.claim_periodic, self.periodic.task.name, slot
                 )
                 if first is False:
-                    job = await self.periodic.task.using(conn).enqueue(
+                    slot_key = f"{self.periodic.task.name}@{slot.isoformat()}"
+                    job = await self.periodic.task.using(conn, unique_key=slot_key).enqueue(
                         *self.periodic.args, **self.periodic.kwargs
                     )
                     logger.info("job %s %s: enqueued for the periodic slot %s", job.id, job.task,

@@ -1,0 +1,57 @@
+"""Tasks run by worker *subprocesses* in the tests (``python -m pgqueue.worker tests.worker_tasks:pgq``).
+
+Each run is recorded in ``test_runs`` by the task itself, through its own connection, so a test
+can tell how often every job really ran, and by which process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import asyncpg
+
+from pgqueue import JobContext, PgQueue
+
+pgq = PgQueue(
+    heartbeat_interval=float(os.environ.get("TEST_HEARTBEAT", "0.5")),
+    rescue_after=float(os.environ.get("TEST_RESCUE_AFTER", "3")),
+    poll_interval=0.2,
+)
+
+CREATE_RUNS = """
+CREATE TABLE IF NOT EXISTS test_runs (
+    job_id bigint NOT NULL,
+    pid integer NOT NULL,
+    attempt integer NOT NULL,
+    event text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
+_pool: asyncpg.Pool | None = None
+
+
+async def record(ctx: JobContext, event: str) -> None:
+    global _pool
+    if _pool is None:
+        _pool = await asyncpg.create_pool(pgq.settings.dsn, min_size=1, max_size=4)
+    await _pool.execute(
+        "INSERT INTO test_runs (job_id, pid, attempt, event) VALUES ($1, $2, $3, $4)",
+        ctx.job.id, os.getpid(), ctx.attempt, event,
+    )
+
+
+@pgq.task(retry_delay=0)
+async def noop(i: int, ctx: JobContext) -> int:
+    await record(ctx, "run")
+    return i
+
+
+@pgq.task(retry_delay=0, max_attempts=5)
+async def sleepy(seconds: float, ctx: JobContext) -> str:
+    """Records its start, sleeps, records its end."""
+    await record(ctx, "start")
+    await asyncio.sleep(seconds)
+    await record(ctx, "end")
+    return "slept"
