@@ -188,5 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="downgrade to REVISION instead; 'base' removes everything")
     migrate.set_defaults(run=run_migrate)
 
+    from .demo import add_demo_parser
+
+    add_demo_parser(commands)
+
     args = parser.parse_args(argv)
     return args.run(args)

@@ -272,17 +272,20 @@ class Statements:
 
     @cached_property
     def requeue_unfinished(self) -> str:
-        """Give back jobs a stopping worker could not finish; the aborted attempt is not counted."""
+        """Give back jobs $1 that stopping worker $2 could not finish; the aborted attempt is not
+        counted."""
+        return self._format(_GIVE_BACK.replace("{which}", "id = ANY($1::bigint[])"))
+
+    @cached_property
+    def requeue_lost_claims(self) -> str:
+        """Give back jobs that worker $2 claimed more than $3 seconds ago but is not running
+        (ids $1 are what it runs): the claim committed but its answer was lost with the
+        connection. The attempt never started, so it is not counted."""
         return self._format(
-            """
-            WITH requeued AS (
-                UPDATE {s}.jobs
-                SET status = 'queued', attempts = attempts - 1, worker_id = NULL, started_at = NULL
-                WHERE id = ANY($1::bigint[]) AND status = 'running' AND worker_id = $2
-                RETURNING id, queue
+            _GIVE_BACK.replace(
+                "{which}",
+                "id <> ALL($1::bigint[]) AND started_at < now() - make_interval(secs => $3)",
             )
-            SELECT id, pg_notify('{jobs_channel}', 'queued:' || queue) FROM requeued
-            """
         )
 
     @cached_property
@@ -470,6 +473,16 @@ FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[]
             $7::timestamptz[], $8::text[]) AS x(t, q, p, a, k, m, r, u)
 {conflict}
 RETURNING id, status::text AS status, run_at, created_at, unique_key
+"""
+
+_GIVE_BACK = """
+WITH given_back AS (
+    UPDATE {s}.jobs
+    SET status = 'queued', attempts = attempts - 1, worker_id = NULL, started_at = NULL
+    WHERE status = 'running' AND worker_id = $2 AND {which}
+    RETURNING id, task, queue
+)
+SELECT id, task, pg_notify('{jobs_channel}', 'queued:' || queue) FROM given_back
 """
 
 _CLAIM = """

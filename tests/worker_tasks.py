@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 import asyncpg
 
@@ -49,9 +50,17 @@ async def noop(i: int, ctx: JobContext) -> int:
 
 
 @pgq.task(retry_delay=0, max_attempts=5)
-async def sleepy(seconds: float, ctx: JobContext) -> str:
-    """Records its start, sleeps, records its end."""
+async def sleepy(seconds: float, ctx: JobContext, only_first_attempt: bool = False) -> str:
+    """Records its start, sleeps (on every attempt, or only the first), records its end."""
     await record(ctx, "start")
-    await asyncio.sleep(seconds)
+    if ctx.attempt == 1 or not only_first_attempt:
+        await asyncio.sleep(seconds)
     await record(ctx, "end")
     return "slept"
+
+
+@pgq.task(retry_delay=0, max_attempts=2)
+async def crash(ctx: JobContext) -> None:
+    """Kills the worker process running it, every time."""
+    await record(ctx, "start")
+    os.kill(os.getpid(), signal.SIGKILL)

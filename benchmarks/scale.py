@@ -1,0 +1,273 @@
+"""pgqueue on a large jobs table: drain throughput next to an empty table, and the claim's plan.
+
+    python benchmarks/scale.py                                   # 1,000,000 finished + 100,000 queued
+    python benchmarks/scale.py --finished 200000 --queued 20000 --n 10000 --variants c32,c100
+
+For each repetition, each drain variant (the pgqueue contestant's, e.g. c32 / c100) and each of
+two conditions, in a fresh database ``<prefix>scale`` with pgqueue's schema:
+
+* ``empty``: the jobs table holds only the N queued jobs to drain;
+* ``large``: it holds ``--finished`` succeeded jobs (older, lower ids) and ``--queued`` queued
+  jobs (N of which are drained; the rest stay queued behind them).
+
+Rows are written by SQL (``INSERT ... SELECT generate_series``), shaped like pgqueue's own rows
+for the benchmark's no-op task. Then ``--settle`` (default: VACUUM ANALYZE + CHECKPOINT, as
+the peer harness does before every timed phase), then ONE worker process drains N jobs through
+the public API (contestants/pgqueue.py). Time = worker start to worker fully stopped.
+Before the first drain of each condition the claim statements' plans are printed with
+EXPLAIN (ANALYZE, BUFFERS), inside a transaction that is rolled back: the custom plan for the
+bound parameters, and the generic plan a prepared statement may switch to after 5 executions.
+
+The target from the performance issue: large-table drain within 10% of the empty table.
+Results: results/scale-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import asyncpg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn  # noqa: E402
+from contestants import load  # noqa: E402
+from contestants.base import JOB_NAME, QUEUE  # noqa: E402
+from contestants.pgqueue import SCHEMA  # noqa: E402
+
+FILL_FINISHED = f"""
+INSERT INTO {SCHEMA}.jobs (task, queue, status, args, attempts, run_at, created_at, started_at,
+                          finished_at)
+SELECT $1, $2, 'succeeded', jsonb_build_array(g), 1, t, t, t, t + interval '1 millisecond'
+FROM generate_series(1, $3::int) g,
+     LATERAL (SELECT now() - interval '1 day' + g * interval '10 microseconds' AS t) x
+"""
+
+FILL_QUEUED = f"""
+INSERT INTO {SCHEMA}.jobs (task, queue, args)
+SELECT $1, $2, jsonb_build_array(g) FROM generate_series(0, $3::int - 1) g
+"""
+
+
+async def recreate(base: str, name: str, drop_only: bool = False) -> None:
+    conn = await asyncpg.connect(admin_dsn(base))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def fill(dsn: str, finished: int, queued: int, settle: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.monotonic()
+        if finished:
+            await conn.execute(FILL_FINISHED, JOB_NAME, QUEUE, finished)
+        await conn.execute(FILL_QUEUED, JOB_NAME, QUEUE, queued)
+        t_fill = time.monotonic() - t0
+        t0 = time.monotonic()
+        if settle == "vacuum":
+            await conn.execute("VACUUM ANALYZE")
+        elif settle == "analyze":
+            await conn.execute("ANALYZE")
+        await conn.execute("CHECKPOINT")
+        t_settle = time.monotonic() - t0
+        size = await conn.fetchval(f"SELECT pg_total_relation_size('{SCHEMA}.jobs')")
+        claim_idx = await conn.fetchval(f"SELECT pg_relation_size('{SCHEMA}.jobs_claim')")
+        return {"fill_s": t_fill, "settle_s": t_settle, "table_mb": size / 2**20,
+                "claim_index_mb": claim_idx / 2**20}
+    finally:
+        await conn.close()
+
+
+def claim_statements() -> dict[str, tuple[str, str, list[Any]]]:
+    """name -> (statement, PREPARE parameter types, parameters) for EXPLAIN."""
+    from pgqueue import PgQueue
+
+    st = PgQueue(dsn="postgresql://unused/x", schema=SCHEMA).statements
+    return {
+        "claim_from_all_queues (worker without --queue), LIMIT 100":
+            (st.claim_from_all_queues, "text[], int, bigint", [None, 100, 0]),
+        "claim_from_queues(['default']), LIMIT 100":
+            (st.claim_from_queues, "text[], int, bigint", [[QUEUE], 100, 0]),
+    }
+
+
+async def explain(dsn: str, which: list[str] | None = None, generic: bool = True) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the claim statements, rolled back; returns the text."""
+    out: list[str] = []
+    conn = await asyncpg.connect(dsn)
+    try:
+        for name, (sql, types, params) in claim_statements().items():
+            if which and not any(w in name for w in which):
+                continue
+            modes = [("custom plan", "auto")] + ([("generic plan", "force_generic_plan")] if generic else [])
+            for label, mode in modes:
+                tr = conn.transaction()
+                await tr.start()
+                try:
+                    await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+                    await conn.execute(f"PREPARE claim_x({types}) AS {sql}")
+                    args = ", ".join(_literal(p) for p in params)
+                    rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim_x({args})")
+                finally:
+                    await tr.rollback()
+                    await conn.execute("DEALLOCATE claim_x")
+                out.append(f"--- {name}: {label} ---")
+                out.extend(r[0] for r in rows)
+                out.append("")
+    finally:
+        await conn.close()
+    return "\n".join(out)
+
+
+def _literal(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, list):
+        return "ARRAY[" + ", ".join(f"'{x}'" for x in v) + "]::text[]"
+    return str(v)
+
+
+def drain_in_subprocess(dsn: str, variant: str, n: int, timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--role", "drain", "--dsn", dsn,
+           "--variant", variant, "--n", str(n)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return {"ok": False, "error_tail": (proc.stdout + proc.stderr)[-1500:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+async def role_drain(dsn: str, variant: str, n: int) -> None:
+    c = load("pgqueue")
+    opts = dict(c.drain_variants[variant])
+    concurrency = opts.pop("concurrency")
+    calls = 0
+
+    def on_job(_i: int) -> None:
+        nonlocal calls
+        calls += 1
+
+    t0 = time.monotonic()
+    await c.run_worker(dsn, concurrency, n, on_job, **opts)
+    elapsed = time.monotonic() - t0
+    # With a backlog behind the N jobs, the jobs already claimed when stop() is called (at most
+    # the concurrency) are finished too: >= N handler calls.
+    print(json.dumps({"ok": calls >= n, "elapsed_s": elapsed, "jobs_per_s": n / elapsed,
+                      "handler_calls": calls}))
+
+
+async def one(args, variant: str, condition: str, show_plan: bool) -> dict[str, Any]:
+    db = f"{args.db_prefix}scale"
+    dsn = db_dsn(args.dsn_base, db)
+    await recreate(args.dsn_base, db)
+    try:
+        await load("pgqueue").install(dsn, "drain")
+        finished, queued = (args.finished, args.queued) if condition == "large" else (0, args.n)
+        info = await fill(dsn, finished, queued, args.settle)
+        if show_plan:
+            plan = await explain(dsn)
+            print(f"\n===== claim plans, {condition} table ({finished:,} succeeded + {queued:,} queued, "
+                  f"settle={args.settle}) =====\n{plan}", flush=True)
+            info["plan"] = plan
+        res = await asyncio.to_thread(drain_in_subprocess, dsn, variant, args.n, args.timeout)
+        conn = await asyncpg.connect(dsn)
+        try:
+            done = await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.jobs WHERE status = 'succeeded'")
+        finally:
+            await conn.close()
+        res["verified"] = done == finished + res.get("handler_calls", -1) and not (
+            condition == "empty" and done != args.n)
+        res["ok"] = bool(res.get("ok")) and res["verified"]
+        res.update(info, variant=variant, condition=condition, finished=finished, queued=queued)
+        return res
+    finally:
+        await recreate(args.dsn_base, db, drop_only=True)
+
+
+async def main(args) -> None:
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    runs: list[dict[str, Any]] = []
+    started = dt.datetime.now(dt.timezone.utc)
+    shown: set[str] = set()
+    for rep in range(args.reps):
+        for variant in variants:
+            for condition in ("empty", "large") if rep % 2 == 0 else ("large", "empty"):
+                show = args.explain and condition not in shown
+                shown.add(condition)
+                r = await one(args, variant, condition, show)
+                r["rep"] = rep
+                runs.append(r)
+                extra = (f" (fill {r['fill_s']:.1f} s, settle {r['settle_s']:.1f} s, table "
+                         f"{r['table_mb']:.0f} MB, claim index {r['claim_index_mb']:.1f} MB)")
+                print(f"rep {rep} {variant:6s} {condition:6s} "
+                      f"{r.get('jobs_per_s', 0):8,.0f} jobs/s ok={r['ok']}{extra}", flush=True)
+                if not r["ok"]:
+                    print("   " + str(r.get("error_tail", ""))[-800:], flush=True)
+    print(f"\nDrain of N={args.n:,} jobs: empty table vs {args.finished:,} succeeded + "
+          f"{args.queued:,} queued rows (median over {args.reps} rep(s))")
+    print(f"{'variant':8s}{'empty':>12s}{'large':>12s}{'large/empty':>13s}  target >= 0.90")
+    summary = {}
+    for variant in variants:
+        med = {}
+        for condition in ("empty", "large"):
+            vals = [r["jobs_per_s"] for r in runs
+                    if r["variant"] == variant and r["condition"] == condition and r.get("ok")]
+            med[condition] = statistics.median(vals) if vals else None
+        ratio = med["large"] / med["empty"] if med["large"] and med["empty"] else None
+        summary[variant] = {**med, "ratio": ratio}
+        print(f"{variant:8s}{med['empty'] or 0:12,.0f}{med['large'] or 0:12,.0f}"
+              f"{ratio or float('nan'):13.2f}  {'met' if ratio and ratio >= 0.9 else 'MISSED'}")
+    out = args.out or os.path.join(HERE, "results", f"scale-{started.strftime('%Y-%m-%dT%H%M%S')}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"started_at": started.isoformat(timespec="seconds"), "config": vars(args),
+                   "runs": runs, "summary": summary}, f, indent=1, default=str)
+    print(f"wrote {out}")
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--role", default="driver", choices=["driver", "drain"], help=argparse.SUPPRESS)
+    p.add_argument("--dsn", help=argparse.SUPPRESS)
+    p.add_argument("--variant", help=argparse.SUPPRESS)
+    p.add_argument("--finished", type=int, default=1_000_000, help="succeeded rows in the large table")
+    p.add_argument("--queued", type=int, default=100_000, help="queued rows in the large table (>= n)")
+    p.add_argument("--n", type=int, default=20_000, help="jobs drained per measurement")
+    p.add_argument("--variants", default="c32,c100", help="pgqueue drain variants")
+    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--settle", default="vacuum", choices=["vacuum", "analyze", "none"],
+                   help="after the fill: VACUUM ANALYZE (default), ANALYZE only, or nothing")
+    p.add_argument("--no-explain", dest="explain", action="store_false")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per drain")
+    p.add_argument("--dsn-base", default=DEFAULT_DSN_BASE)
+    p.add_argument("--db-prefix", default="bench_")
+    p.add_argument("--out", default=None)
+    p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
+    a = p.parse_args()
+    if a.role == "driver" and a.queued < a.n:
+        p.error("--queued must be at least --n")
+    return a
+
+
+if __name__ == "__main__":
+    a = parse()
+    coro = role_drain(a.dsn, a.variant, a.n) if a.role == "drain" else main(a)
+    if a.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)

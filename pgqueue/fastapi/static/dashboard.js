@@ -1,0 +1,184 @@
+/* pgqueue dashboard: live updates over Server-Sent Events, and the action buttons.
+ *
+ * Pages are rendered by the server; this script only keeps them current. Small changes (a
+ * progress bar, a new log line) are painted in place; anything else re-fetches the page and swaps
+ * its #live element, so the server's templates stay the one description of what a page shows.
+ * Every URL is built from data-base (the router's own path), so any mount prefix works.
+ */
+"use strict";
+(() => {
+  const base = document.body.dataset.base;
+  const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+  const indicator = document.getElementById("live-indicator");
+  const byId = (id) => document.getElementById(id);
+
+  function showLive(state, label) {
+    indicator.dataset.state = state;
+    indicator.querySelector(".label").textContent = label;
+  }
+
+  function toast(message) {
+    const el = byId("toast");
+    el.textContent = message;
+    el.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { el.hidden = true; }, 6000);
+  }
+
+  /* Times arrive in UTC; show them in the reader's time zone. */
+  const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  function ago(at) {
+    const seconds = (at - Date.now()) / 1000;
+    const abs = Math.abs(seconds);
+    if (abs < 5) return "just now";
+    if (abs < 45) return relative.format(Math.round(seconds), "second");
+    if (abs < 2700) return relative.format(Math.round(seconds / 60), "minute");
+    if (abs < 79200) return relative.format(Math.round(seconds / 3600), "hour");
+    return at.toLocaleString();
+  }
+  function humanize(root) {
+    for (const el of root.querySelectorAll("time[datetime]")) {
+      const at = new Date(el.getAttribute("datetime"));
+      el.title = at.toLocaleString();
+      const style = el.dataset.style;
+      el.textContent = style === "clock" ? at.toLocaleTimeString()
+        : style === "full" ? at.toLocaleString() : ago(at);
+    }
+  }
+
+  /* Re-render: fetch this page again and swap its #live part. */
+  let inFlight = null;
+  let again = false;
+  let timer = null;
+  async function refresh() {
+    if (inFlight) { again = true; return inFlight; }
+    inFlight = (async () => {
+      try {
+        const response = await fetch(location.href, { cache: "no-store", credentials: "same-origin" });
+        if (!response.ok) return;
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        const fresh = page.getElementById("live");
+        const current = byId("live");
+        if (fresh && current) {
+          current.replaceWith(fresh);
+          humanize(fresh);
+        }
+      } catch (error) {
+        /* The event stream's reconnect shows the outage; the next event refreshes again. */
+      }
+    })();
+    await inFlight;
+    inFlight = null;
+    if (again) { again = false; await refresh(); }
+  }
+  function refreshSoon(delay) {
+    if (timer === null) timer = setTimeout(() => { timer = null; refresh(); }, delay);
+  }
+
+  function paintProgress(bar, percent) {
+    if (!bar) return;
+    bar.querySelector(".progress-fill").style.width = `${percent}%`;
+    bar.querySelector(".progress-label").textContent = `${Math.round(percent)}%`;
+    bar.setAttribute("aria-valuenow", percent);
+  }
+
+  function paintStatus(badge, status) {
+    if (!badge) return;
+    badge.className = badge.className.replace(/\bstatus-\w+/, `status-${status}`);
+    badge.textContent = status;
+  }
+
+  function addLogLine(line) {
+    const list = byId("job-logs");
+    if (!list || list.querySelector(`[data-log-id="${line.id}"]`)) return;
+    const item = document.createElement("li");
+    item.dataset.logId = line.id;
+    item.className = "fresh";
+    const time = document.createElement("time");
+    time.setAttribute("datetime", line.at);
+    time.dataset.style = "clock";
+    const text = document.createElement("span");
+    text.className = "log-message";
+    text.textContent = line.message;
+    item.append(time, text);
+    list.append(item);
+    humanize(item);
+    byId("log-count").textContent = list.children.length;
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function listen(url, handlers, onFinished) {
+    const source = new EventSource(url, { withCredentials: true });
+    source.onopen = () => showLive("live", "live");
+    source.onerror = () => {
+      if (source.readyState !== EventSource.CLOSED) showLive("error", "reconnecting");
+    };
+    for (const [name, handle] of Object.entries(handlers)) {
+      source.addEventListener(name, (event) => handle(JSON.parse(event.data), source));
+    }
+    return source;
+  }
+
+  /* A job's page: follow that job until it is final. */
+  let jobSource = null;
+  function watchJob() {
+    const id = byId("live").dataset.jobId;
+    if (jobSource) jobSource.close();
+    jobSource = listen(`${base}jobs/${id}/events`, {
+      progress(data) {
+        paintProgress(document.querySelector("#live .progress-lg"), data.progress);
+        byId("progress-message").textContent = data.message || "";
+      },
+      log: addLogLine,
+      status(job, source) {
+        const live = byId("live");
+        if (live.dataset.status !== job.status || live.dataset.attempts !== String(job.attempts)) {
+          paintStatus(byId("job-status"), job.status);
+          refresh();
+        }
+        if (FINAL.has(job.status)) {
+          source.close();
+          showLive("idle", "finished");
+        }
+      },
+    });
+  }
+
+  /* The overview and job lists: every job's progress and status, and the counts. */
+  function watchAll() {
+    listen(`${base}events`, {
+      progress(data) {
+        paintProgress(document.querySelector(`tr[data-job-id="${data.id}"] .progress`), data.progress);
+      },
+      status(data) {
+        paintStatus(document.querySelector(`tr[data-job-id="${data.id}"] .badge`), data.status);
+        refreshSoon(1000);
+      },
+      stats() { refreshSoon(300); },
+    });
+  }
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button || (button.dataset.confirm && !window.confirm(button.dataset.confirm))) return;
+    button.disabled = true;
+    try {
+      const response = await fetch(button.dataset.action, {
+        method: "POST", credentials: "same-origin", headers: { Accept: "application/json" },
+      });
+      if (!response.ok) {
+        const body = await response.json().catch(() => ({}));
+        toast(typeof body.detail === "string" ? body.detail : `${response.status} ${response.statusText}`);
+      }
+    } catch (error) {
+      toast(`Request failed: ${error}`);
+    }
+    await refresh();
+    if (byId("live")?.dataset.jobId && !FINAL.has(byId("live").dataset.status)) watchJob();
+  });
+
+  humanize(document);
+  setInterval(() => humanize(document), 15000);
+  if (byId("live")?.dataset.jobId) watchJob();
+  else if (byId("live")) watchAll();
+})();
