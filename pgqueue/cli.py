@@ -116,12 +116,25 @@ def _run_async(main: Any) -> Any:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    # Signal handlers go in before the user's module is imported, so a SIGTERM that arrives while
+    # the worker is still starting still means "stop gracefully" (Worker.stop works before run).
+    pending: list[int] = []
+    worker: Any = None
+
+    def on_signal() -> None:
+        if worker is None:
+            pending.append(1)
+        else:
+            worker.stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
     pgq = load_queue(args.app)
     worker = pgq.worker(queues=args.queues, concurrency=args.concurrency, burst=args.burst,
                         shutdown_grace=args.shutdown_grace)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
+    for _ in pending:
+        worker.stop()
     await worker.run()
 
 

@@ -7,6 +7,7 @@ from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection
 
 from .errors import SchemaError
 from .settings import validate_schema_name
@@ -42,6 +43,14 @@ def upgrade(dsn: str | None = None, schema: str | None = None, revision: str = "
 def downgrade(dsn: str | None = None, schema: str | None = None, revision: str = "base") -> None:
     """Take the schema down to ``revision``; ``base`` removes every pgqueue object."""
     command.downgrade(alembic_config(dsn, schema), revision)
+
+
+def upgrade_on(connection: Connection, schema: str | None = None, revision: str = "head") -> None:
+    """Apply pgqueue's migrations on an open SQLAlchemy ``Connection``, e.g. from the ``env.py``
+    of the application's own Alembic environment, so one ``alembic upgrade head`` does both."""
+    config = alembic_config(None, schema)
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 async def upgrade_async(dsn: str | None = None, schema: str | None = None) -> None:

@@ -136,3 +136,21 @@ def test_worker_cli_exits_non_zero_without_the_schema(empty_database_url: str) -
 def test_alembic_config_is_what_the_ini_points_at() -> None:
     ini = Config(str(ROOT / "alembic.ini"))
     assert ScriptDirectory.from_config(ini).get_current_head() == SCHEMA_REVISION
+
+
+def test_migrations_run_from_an_applications_own_alembic_env(empty_database_url: str) -> None:
+    """What the README shows: the app's env.py calls ``upgrade_on(connection)``."""
+    from sqlalchemy import create_engine, text
+
+    from pgqueue.migrate import upgrade_on
+
+    engine = create_engine(empty_database_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE users (id serial PRIMARY KEY)"))  # the app's own
+            upgrade_on(connection)
+        with engine.connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM pgqueue.alembic_version")).scalar()
+    finally:
+        engine.dispose()
+    assert version == SCHEMA_REVISION
