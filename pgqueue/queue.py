@@ -207,6 +207,13 @@ class PgQueue:
             row = await conn.fetchrow(self.statements.get_job, job_id)
         return None if row is None else Job.from_row(row)
 
+    async def get_jobs(self, job_ids: list[int]) -> list[Job | None]:
+        """The jobs with these ids, in the same order (None where there is no such job)."""
+        async with self.acquire() as conn:
+            rows = await conn.fetch(self.statements.get_jobs, job_ids)
+        by_id = {row["id"]: Job.from_row(row) for row in rows}
+        return [by_id.get(job_id) for job_id in job_ids]
+
     async def list_jobs(
         self,
         *,

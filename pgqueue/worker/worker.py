@@ -73,6 +73,8 @@ class Worker:
             pgq.settings.shutdown_grace if shutdown_grace is None else shutdown_grace
         )
         self.id: int | None = None
+        self.ran: list[int] = []
+        """Ids of the jobs started in burst mode, in order (what ``pgqueue.testing.drain`` reports)."""
         self._running: dict[int, _Running] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -303,6 +305,8 @@ class Worker:
         ctx = JobContext(job, self._reporter)
         task = asyncio.create_task(self._run_job(job, ctx, threads), name=f"pgqueue-job-{job.id}")
         self._running[job.id] = _Running(job, ctx, task)
+        if self.burst:
+            self.ran.append(job.id)
 
     async def _run_job(self, job: Job, ctx: JobContext, threads: ThreadPoolExecutor) -> None:
         assert self._completer is not None and self._slot_freed is not None
