@@ -18,10 +18,11 @@ The state machine, written down once (every statement in ``sql.py`` keeps to it)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 
 class JobStatus(StrEnum):

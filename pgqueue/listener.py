@@ -64,7 +64,7 @@ class Listener:
             try:
                 conn = await connect(self.dsn)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 for channel in self.channels:
                     await conn.add_listener(channel, self._dispatch)
                 if outage:

@@ -15,7 +15,7 @@ import random
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +76,7 @@ class EnqueueOptions:
             return self.run_at
         if self.delay:
             delay = self.delay if isinstance(self.delay, timedelta) else timedelta(seconds=self.delay)
-            return datetime.now(timezone.utc) + delay
+            return datetime.now(UTC) + delay
         return None
 
 
@@ -208,7 +208,7 @@ class Task:
                     f"({type(value).__name__}): {exc}"
                 ) from None
         try:
-            call = EncodedCall(encoded[: len(args)], dict(zip(kwargs, encoded[len(args) :])))
+            call = EncodedCall(encoded[: len(args)], dict(zip(kwargs, encoded[len(args) :], strict=True)))
         except ValueError as exc:
             raise ValueError(f"task {self.name}: {exc}") from None
         limit = self.pgq.settings.max_payload_bytes

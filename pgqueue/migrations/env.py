@@ -8,11 +8,10 @@ or else from the settings (``PGQUEUE_SCHEMA``); the DSN likewise from ``config.a
 
 from __future__ import annotations
 
+import asyncio
 from logging.config import fileConfig
 
 from alembic import context
-import asyncio
-
 from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 

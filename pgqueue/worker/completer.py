@@ -61,7 +61,7 @@ class Completer:
 
     async def _write(self, batch: list[Outcome]) -> None:
         rows = [outcome.row for outcome in batch]
-        columns = [list(column) for column in zip(*rows)]
+        columns = [list(column) for column in zip(*rows, strict=True)]
         backoff = Backoff()
         while True:
             try:

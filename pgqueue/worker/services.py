@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -139,7 +139,7 @@ class Scheduler(Service):
         next_due: datetime | None = row["next_due"]
         if next_due is None:
             return self.interval()
-        wait = (next_due - datetime.now(timezone.utc)).total_seconds()
+        wait = (next_due - datetime.now(UTC)).total_seconds()
         return min(self.interval(), max(0.0, wait))
 
 
@@ -183,7 +183,7 @@ class PeriodicEnqueuer(Service):
     async def tick(self) -> float:
         from croniter import croniter
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         slot: datetime = croniter(self.periodic.cron, now).get_prev(datetime)
         async with self.pgq.acquire() as conn:
             async with conn.transaction():
@@ -198,4 +198,4 @@ class PeriodicEnqueuer(Service):
                     logger.info("job %s %s: enqueued for the periodic slot %s", job.id, job.task,
                                 slot.isoformat())
         upcoming: datetime = croniter(self.periodic.cron, now).get_next(datetime)
-        return max(0.01, (upcoming - datetime.now(timezone.utc)).total_seconds())
+        return max(0.01, (upcoming - datetime.now(UTC)).total_seconds())
