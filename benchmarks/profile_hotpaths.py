@@ -39,10 +39,11 @@ import asyncpg
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn  # noqa: E402
-from contestants import load  # noqa: E402
-from contestants.pgqueue import SCHEMA, _make_queue  # noqa: E402
-from contestants.raw import CLAIM_MANY, DDL as RAW_DDL, DONE_MANY  # noqa: E402
+from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn
+from contestants import load
+from contestants.pgqueue import SCHEMA, _make_queue
+from contestants.raw import CLAIM_MANY, DONE_MANY
+from contestants.raw import DDL as RAW_DDL
 
 
 async def recreate(base: str, name: str, drop_only: bool = False) -> None:
@@ -144,6 +145,28 @@ async def xact_commits(conn: asyncpg.Connection) -> int:
     )
 
 
+def by_module(profile: cProfile.Profile, jobs: int, label: str) -> None:
+    """Own time grouped by where the code lives (a pgqueue module, a package, a stdlib module)."""
+    stats = pstats.Stats(profile)
+    groups: dict[str, float] = {}
+    total = 0.0
+    for (filename, _line, func), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        total += tt
+        if "/pgqueue/" in filename and "site-packages" not in filename:
+            key = "pgqueue/" + filename.split("/pgqueue/", 1)[1]
+        elif "site-packages/" in filename:
+            key = filename.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif filename.startswith("~") or filename == "<string>":
+            key = f"builtins/C ({func.split(' ')[0] if func.startswith('<') else func})"[:60]
+        else:
+            key = "stdlib " + os.path.basename(filename)
+        groups[key] = groups.get(key, 0.0) + tt
+    print(f"\n--- cProfile {label}: own time by module (total {total / jobs * 1e6:.1f} µs/job "
+          f"under the profiler) ---")
+    for key, tt in sorted(groups.items(), key=lambda kv: -kv[1])[:18]:
+        print(f"  {tt / total * 100:5.1f}%  {tt / jobs * 1e6:6.1f} µs/job  {key}")
+
+
 def top(profile: cProfile.Profile, n: int, label: str) -> None:
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
@@ -170,7 +193,6 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
     pgq, noop, _state = _make_queue(dsn)
     st = pgq.statements
     label = "enqueue_many" if many else "enqueue_one"
-    chunks = [list(range(s, min(n, s + bulk))) for s in range(0, n, bulk)] if many else None
 
     def params(ids: list[int]) -> list[Any]:
         k = len(ids)
@@ -270,6 +292,7 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
         profile.enable()
         await api(list(range(n)))
         profile.disable()
+        by_module(profile, n, label)
         top(profile, n_top, label)
     finally:
         await conn.close()
@@ -307,6 +330,7 @@ async def part_drain(base: str, db: str, spec: str, n: int, bulk: int, n_top: in
         print(f"  {n / wall:,.0f} jobs/s; this process CPU {us(cpu, n)} ({cpu / wall * 100:.0f}% of "
               f"one core); all postgres CPU {us(pg, n)}; server transactions/job "
               f"{(x1 - x0) / n:.3f}; done={done}")
+        by_module(profile, n, f"drain {spec}")
         top(profile, n_top, f"drain {spec}")
     finally:
         await recreate(base, db, drop_only=True)

@@ -430,11 +430,11 @@ def print_summary(doc: dict[str, Any], me: str = "pgqueue") -> None:
         for c in contestants))
     if any(f"{c}|latency" in summary for c in contestants):
         print("\nEnd-to-end latency, ms (median over reps of each run's percentile)")
-        print(f"{'contestant':16s}{'variant':>10s}{'p50':>8s}{'p95':>8s}{'p99':>8s}{'max':>8s}")
+        print(f"{'contestant':16s}{'variant':>10s}{'p50':>10s}{'p95':>10s}{'p99':>10s}{'max':>10s}")
         for c in contestants:
             md = summary.get(f"{c}|latency", {}).get("median", {})
             var = doc["meta"]["contestants"][c]["latency_variant"]
-            print(f"{c:16s}{var:>10s}" + "".join(f"{fmt(md.get(k), 2):>8s}"
+            print(f"{c:16s}{var:>10s}" + "".join(f"{fmt(md.get(k), 2):>10s}"
                                                  for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")))
     if me in contestants and len(contestants) > 1:
         others = [c for c in contestants if c != me]

@@ -40,10 +40,10 @@ import asyncpg
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn  # noqa: E402
-from contestants import load  # noqa: E402
-from contestants.base import JOB_NAME, QUEUE  # noqa: E402
-from contestants.pgqueue import SCHEMA  # noqa: E402
+from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn
+from contestants import load
+from contestants.base import JOB_NAME, QUEUE
+from contestants.pgqueue import SCHEMA
 
 FILL_FINISHED = f"""
 INSERT INTO {SCHEMA}.jobs (task, queue, status, args, attempts, run_at, created_at, started_at,
@@ -144,7 +144,7 @@ def _literal(v: Any) -> str:
 def drain_in_subprocess(dsn: str, variant: str, n: int, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--role", "drain", "--dsn", dsn,
            "--variant", variant, "--n", str(n)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         return {"ok": False, "error_tail": (proc.stdout + proc.stderr)[-1500:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -200,7 +200,7 @@ async def one(args, variant: str, condition: str, show_plan: bool) -> dict[str, 
 async def main(args) -> None:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     runs: list[dict[str, Any]] = []
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     shown: set[str] = set()
     for rep in range(args.reps):
         for variant in variants:

@@ -77,6 +77,9 @@ class Registered(BaseModel):
 # -- the dashboard's guard ------------------------------------------------------------------------
 
 _TOKEN_COOKIE = "pgqueue_dashboard_token"
+TokenQuery = Annotated[str | None, Security(APIKeyQuery(name="token", auto_error=False))]
+TokenCookie = Annotated[str | None, Security(APIKeyCookie(name=_TOKEN_COOKIE, auto_error=False))]
+TokenBearer = Annotated[HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False))]
 
 
 def dashboard_guard(token: str | None) -> Any:
@@ -87,10 +90,7 @@ def dashboard_guard(token: str | None) -> Any:
     """
 
     async def require_token(
-        response: Response,
-        query: Annotated[str | None, Security(APIKeyQuery(name="token", auto_error=False))],
-        cookie: Annotated[str | None, Security(APIKeyCookie(name=_TOKEN_COOKIE, auto_error=False))],
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False))],
+        response: Response, query: TokenQuery, cookie: TokenCookie, bearer: TokenBearer
     ) -> None:
         if token is None:
             return

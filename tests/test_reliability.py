@@ -133,7 +133,7 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_zero(
     output = await asyncio.to_thread(stop_worker, proc, signal.SIGTERM)
     assert proc.returncode == 0, output
     done = await producer.get_job(job.id)
-    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
+    assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1), output
     assert await tasks_db.fetchval("SELECT count(*) FROM pgqueue.workers") == 0
 
 

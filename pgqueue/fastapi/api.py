@@ -7,7 +7,7 @@ says what is wrong, never a 500.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
@@ -19,10 +19,17 @@ from . import sse
 from .schemas import JobConflict, JobDetail, JobOut, JobPage, LogLineOut, QueueOut, WorkerOut
 
 BIGINT_MAX = 2**63 - 1
-NAME_RULES = dict(min_length=1, max_length=200, pattern=r"^[^\x00]+$")
+NAME_RULES: dict[str, Any] = {"min_length": 1, "max_length": 200, "pattern": r"^[^\x00]+$"}
 
 JobId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The job's id.")]
 QueueName = Annotated[str, Path(description="The queue's name.", **NAME_RULES)]
+StatusFilter = Annotated[JobStatus | None, Query(description="Only jobs in this status.")]
+QueueFilter = Annotated[str | None, Query(description="Only jobs of this queue.", **NAME_RULES)]
+TaskFilter = Annotated[str | None, Query(description="Only jobs of this task.", **NAME_RULES)]
+Cursor = Annotated[
+    int | None,
+    Query(ge=1, le=BIGINT_MAX, description="Cursor: the `next_cursor` of the previous page."),
+]
 
 _NOT_FOUND = {404: {"description": "No job with this id."}}
 _CONFLICT = {
@@ -44,13 +51,10 @@ def add_api_routes(router: APIRouter, pgq: PgQueue) -> None:
 
     @router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")
     async def list_jobs(
-        status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
-        queue: Annotated[str | None, Query(description="Only jobs of this queue.", **NAME_RULES)] = None,
-        task: Annotated[str | None, Query(description="Only jobs of this task.", **NAME_RULES)] = None,
-        before: Annotated[
-            int | None,
-            Query(ge=1, le=BIGINT_MAX, description="Cursor: the `next_cursor` of the previous page."),
-        ] = None,
+        status: StatusFilter = None,
+        queue: QueueFilter = None,
+        task: TaskFilter = None,
+        before: Cursor = None,
         limit: Annotated[int, Query(ge=1, le=500, description="Jobs per page.")] = 50,
     ) -> JobPage:
         # One more than asked tells whether an older page exists, without a count.
@@ -79,7 +83,9 @@ def add_api_routes(router: APIRouter, pgq: PgQueue) -> None:
         job = await _job_or_404(job_id)
         if cancelled:
             return job
-        return _conflict(job, f"job {job_id} is {job.status}: only unfinished jobs can be cancelled")
+        return _conflict(
+            job, f"job {job_id} is {job.status}: only unfinished jobs can be cancelled"
+        )
 
     @router.post("/jobs/{job_id}/retry", response_model=JobOut,
                  responses={**_NOT_FOUND, **_CONFLICT}, summary="Retry a job")

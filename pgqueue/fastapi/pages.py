@@ -1,7 +1,7 @@
 """The dashboard: server-rendered pages, kept live by a little JavaScript (``static/``).
 
-Pages link to each other and to the API through the base path of the request's own route (the
-app's root path plus the router's prefix), so the dashboard works wherever the router is mounted.
+Pages link to each other and to the API through the router's base path, taken from the request's
+own path (root path, mounts and prefix included), so the dashboard works wherever it is mounted.
 Static files are served by a plain route, not a mounted app, so the router's dependencies guard
 them like everything else.
 """
@@ -9,19 +9,19 @@ them like everything else.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
-from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
 from ..job import FINAL_STATUSES, Job, JobStatus
 from ..queue import PgQueue
-from .api import BIGINT_MAX, JobId, NAME_RULES
+from .api import Cursor, JobId, QueueFilter, StatusFilter, TaskFilter
 
 _HERE = Path(__file__).parent
 _STATIC = {path.name: path for path in (_HERE / "static").iterdir() if path.is_file()}
@@ -30,13 +30,17 @@ _RECENT = 15
 _PAGE = 50
 
 
-def _templates() -> Jinja2Templates:
-    templates = Jinja2Templates(directory=_HERE / "templates")
-    templates.env.filters.update(pretty=_pretty, path=lambda value: quote(str(value), safe=""))
-    templates.env.globals.update(
+def _templates() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        autoescape=select_autoescape(),
+        auto_reload=False,
+    )
+    env.filters.update(pretty=_pretty, path=lambda value: quote(str(value), safe=""))
+    env.globals.update(
         statuses=_STATUSES, final=FINAL_STATUSES, duration=_duration, version=__version__
     )
-    return templates
+    return env
 
 
 def _pretty(value: Any) -> str:
@@ -47,7 +51,7 @@ def _duration(job: Job) -> str | None:
     """How long the job ran (or has been running), e.g. ``"1.2 s"`` or ``"3 min 4 s"``."""
     if job.started_at is None:
         return None
-    end = job.finished_at or datetime.now(timezone.utc)
+    end = job.finished_at or datetime.now(UTC)
     seconds = max(0.0, (end - job.started_at).total_seconds())
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -68,12 +72,13 @@ def _base(request: Request, depth: int) -> str:
 def add_pages(router: APIRouter, pgq: PgQueue) -> None:
     templates = _templates()
 
-    def render(request: Request, name: str, depth: int, **context: Any) -> HTMLResponse:
-        context.update(base=_base(request, depth))
-        return templates.TemplateResponse(request, name, context)
+    def render(request: Request, name: str, depth: int, **context: Any) -> str:
+        # A string, not a Response: FastAPI then adds the headers that dependencies set (a
+        # login cookie, say), which it drops from a Response returned as is.
+        return templates.get_template(name).render(base=_base(request, depth), **context)
 
     @router.get("/", response_class=HTMLResponse, summary="The dashboard")
-    async def overview(request: Request) -> HTMLResponse:
+    async def overview(request: Request) -> str:
         """Counts per queue and status, recent and failed jobs, workers; live."""
         stats = await pgq.stats()
         paused = set(await pgq.paused_queues())
@@ -92,11 +97,11 @@ def add_pages(router: APIRouter, pgq: PgQueue) -> None:
     @router.get("/ui/jobs", response_class=HTMLResponse, include_in_schema=False)
     async def jobs(
         request: Request,
-        status: JobStatus | None = None,
-        queue: Annotated[str | None, Query(**NAME_RULES)] = None,
-        task: Annotated[str | None, Query(**NAME_RULES)] = None,
-        before: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
-    ) -> HTMLResponse:
+        status: StatusFilter = None,
+        queue: QueueFilter = None,
+        task: TaskFilter = None,
+        before: Cursor = None,
+    ) -> str:
         found = await pgq.list_jobs(
             status=status, queue=queue, task=task, before_id=before, limit=_PAGE + 1
         )
@@ -110,7 +115,7 @@ def add_pages(router: APIRouter, pgq: PgQueue) -> None:
         )
 
     @router.get("/ui/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
-    async def job(request: Request, job_id: JobId) -> HTMLResponse:
+    async def job(request: Request, job_id: JobId) -> str:
         found = await pgq.get_job(job_id)
         if found is None:
             raise HTTPException(404, f"no job with id {job_id}")

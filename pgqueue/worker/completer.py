@@ -11,8 +11,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import asyncpg
+
 from ..database import CONNECTION_ERRORS, Backoff
-from ..job import JobStatus
 from ..queue import PgQueue
 from .executor import Outcome
 from .outage import OutageLog
@@ -26,10 +27,12 @@ class Completer:
     def __init__(
         self,
         pgq: PgQueue,
-        on_failed: Callable[[list[Outcome]], Awaitable[None]],
+        on_written: Callable[[list[Outcome]], Awaitable[None]],
+        before_write: Callable[[], Awaitable[None]],
     ) -> None:
         self._pgq = pgq
-        self._on_failed = on_failed
+        self._on_written = on_written
+        self._before_write = before_write
         self._pending: list[Outcome] = []
         self._has_work = asyncio.Event()
         self._idle = asyncio.Event()
@@ -60,6 +63,8 @@ class Completer:
                 self._idle.set()
 
     async def _write(self, batch: list[Outcome]) -> None:
+        # What a task reported just before it returned goes out before its final status.
+        await self._before_write()
         rows = [outcome.row for outcome in batch]
         columns = [list(column) for column in zip(*rows, strict=True)]
         backoff = Backoff()
@@ -71,17 +76,17 @@ class Completer:
             except CONNECTION_ERRORS as exc:
                 self._outage.failed(exc)
                 await asyncio.sleep(backoff.next_delay())
+            except asyncpg.PostgresError:
+                # Not an outage, so a bug; the outcomes are kept and retried rather than lost.
+                logger.exception("could not write %s job outcome(s); retrying", len(batch))
+                await asyncio.sleep(backoff.next_delay())
         self._outage.recovered()
         written_ids = {row["id"] for row in written}
-        kept = []
         for outcome in batch:
-            if outcome.job.id in written_ids:
-                kept.append(outcome)
-            else:
+            outcome.recorded = outcome.job.id in written_ids
+            if not outcome.recorded:
                 logger.info(
                     "job %s %s: outcome %s not recorded: the job was cancelled or rescued meanwhile",
                     outcome.job.id, outcome.job.task, outcome.status,
                 )
-        failed = [outcome for outcome in kept if outcome.status is JobStatus.FAILED]
-        if failed:
-            await self._on_failed(failed)
+        await self._on_written(batch)

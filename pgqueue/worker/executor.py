@@ -31,6 +31,8 @@ class Outcome:
     result_json: str | None = None
     error: str | None = None
     delay: float = 0.0
+    recorded: bool = False
+    """Set by the completer: the row took this outcome (False: cancelled or rescued meanwhile)."""
 
     @property
     def row(self) -> tuple[int, int, str, str | None, str | None, float]:

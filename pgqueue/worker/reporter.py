@@ -11,6 +11,8 @@ import asyncio
 import logging
 import threading
 
+import asyncpg
+
 from ..database import CONNECTION_ERRORS
 from ..queue import PgQueue
 from .outage import OutageLog
@@ -25,6 +27,7 @@ class Reporter:
         self._progress: dict[int, tuple[float, str | None]] = {}
         self._logs: list[tuple[int, str]] = []
         self._outage = OutageLog(logger, "writing progress")
+        self._writing = asyncio.Lock()  # one write at a time keeps log lines in order
 
     def progress(self, job_id: int, percent: float, message: str | None) -> None:
         with self._lock:
@@ -40,6 +43,11 @@ class Reporter:
             await self.flush()
 
     async def flush(self) -> None:
+        """Write what was reported so far (waiting for a write already under way)."""
+        async with self._writing:
+            await self._write()
+
+    async def _write(self) -> None:
         with self._lock:
             progress, self._progress = self._progress, {}
             logs, self._logs = self._logs, []
@@ -68,5 +76,8 @@ class Reporter:
                 self._logs[:0] = logs
                 for job_id, value in progress.items():
                     self._progress.setdefault(job_id, value)
+            return
+        except asyncpg.PostgresError:
+            logger.exception("could not write progress and log lines; dropped them")
             return
         self._outage.recovered()

@@ -94,7 +94,10 @@ class Heartbeat(Service):
                 for row in rows:
                     self.worker.cancel_running(row["id"])
             lost = await conn.fetch(
-                self.pgq.statements.requeue_lost_claims, running, self.worker.id, self.interval() * 2
+                self.pgq.statements.requeue_lost_claims,
+                self.worker.held_ids(),
+                self.worker.id,
+                self.interval() * 2,
             )
             for row in lost:
                 logger.warning("job %s %s: its claim was lost with a connection; handed back",

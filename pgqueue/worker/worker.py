@@ -76,6 +76,9 @@ class Worker:
         self.ran: list[int] = []
         """Ids of the jobs started in burst mode, in order (what ``pgqueue.testing.drain`` reports)."""
         self._running: dict[int, _Running] = {}
+        # Claimed and not yet settled in the database: running, or finished with the outcome
+        # still waiting to be written.
+        self._held: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._hurry: asyncio.Event | None = None
@@ -142,7 +145,7 @@ class Worker:
         opened_here = not self.pgq.is_open
         await self.pgq.open()
         threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgqueue-job")
-        self._completer = Completer(self.pgq, self._after_failures)
+        self._completer = Completer(self.pgq, self._settled, self._reporter.flush)
         listener = Listener(
             self.pgq.settings.dsn or "",
             [self.pgq.statements.jobs_channel],
@@ -230,6 +233,9 @@ class Worker:
     def running_ids(self) -> list[int]:
         return list(self._running)
 
+    def held_ids(self) -> list[int]:
+        return list(self._held)
+
     def cancel_running(self, job_id: int) -> None:
         running = self._running.get(job_id)
         if running is not None and running.stop_reason is None:
@@ -305,6 +311,7 @@ class Worker:
         ctx = JobContext(job, self._reporter)
         task = asyncio.create_task(self._run_job(job, ctx, threads), name=f"pgqueue-job-{job.id}")
         self._running[job.id] = _Running(job, ctx, task)
+        self._held.add(job.id)
         if self.burst:
             self.ran.append(job.id)
 
@@ -320,6 +327,7 @@ class Worker:
                 except asyncio.CancelledError:
                     running = self._running.get(job.id)
                     if running is not None and running.stop_reason == "cancelled":
+                        self._held.discard(job.id)
                         return  # the row already says cancelled
                     raise
             self._completer.add(outcome)
@@ -351,6 +359,7 @@ class Worker:
         await asyncio.gather(*(running.task for running in left), return_exceptions=True)
         ids = [running.job.id for running in left]
         await self._requeue(ids)
+        self._held.difference_update(ids)
         for running in left:
             logger.warning("job %s %s: did not finish within the shutdown grace period; "
                            "handed back to the queue", running.job.id, running.job.task)
@@ -363,9 +372,13 @@ class Worker:
             logger.warning("worker %s: could not hand back %s job(s) (%s); they will be rescued "
                            "after %s s", self.id, len(ids), exc, self.pgq.settings.rescue_after)
 
-    async def _after_failures(self, outcomes: list[Outcome]) -> None:
-        """Call ``on_failure`` hooks of jobs that just failed for good."""
+    async def _settled(self, outcomes: list[Outcome]) -> None:
+        """Outcomes were written: let go of those jobs and call the ``on_failure`` hooks of the
+        ones that just failed for good."""
         for outcome in outcomes:
+            self._held.discard(outcome.job.id)
+            if not outcome.recorded or outcome.status is not JobStatus.FAILED:
+                continue
             task = self.pgq.tasks.get(outcome.job.task)
             if task is None or task.on_failure is None:
                 continue

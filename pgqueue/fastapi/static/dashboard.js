@@ -3,6 +3,8 @@
  * Pages are rendered by the server; this script only keeps them current. Small changes (a
  * progress bar, a new log line) are painted in place; anything else re-fetches the page and swaps
  * its #live element, so the server's templates stay the one description of what a page shows.
+ * A page fetched before the latest progress or log line arrived would undo them, so both are
+ * remembered and painted again onto every swapped-in page.
  * Every URL is built from data-base (the router's own path), so any mount prefix works.
  */
 "use strict";
@@ -62,6 +64,7 @@
         if (fresh && current) {
           current.replaceWith(fresh);
           humanize(fresh);
+          repaint();
         }
       } catch (error) {
         /* The event stream's reconnect shows the outage; the next event refreshes again. */
@@ -75,20 +78,45 @@
     if (timer === null) timer = setTimeout(() => { timer = null; refresh(); }, delay);
   }
 
-  function paintProgress(bar, percent) {
-    if (!bar) return;
+  /* What the streams said since the page's last status change, painted onto any page. */
+  const progressById = new Map();
+  const logLines = new Map();
+
+  function paintBar(bar, percent) {
     bar.querySelector(".progress-fill").style.width = `${percent}%`;
     bar.querySelector(".progress-label").textContent = `${Math.round(percent)}%`;
     bar.setAttribute("aria-valuenow", percent);
   }
 
-  function paintStatus(badge, status) {
-    if (!badge) return;
-    badge.className = badge.className.replace(/\bstatus-\w+/, `status-${status}`);
-    badge.textContent = status;
+  function showProgress(data) {
+    progressById.set(String(data.id), data);
+    repaint();
+  }
+
+  function repaint() {
+    for (const [id, data] of progressById) {
+      for (const holder of document.querySelectorAll(`[data-job-id="${id}"]`)) {
+        const bar = holder.querySelector(".progress");
+        if (bar) paintBar(bar, data.progress);
+        const message = holder.querySelector("#progress-message");
+        if (message) message.textContent = data.message || "";
+      }
+    }
+    for (const line of logLines.values()) addLogLine(line);
+  }
+
+  /* A job's new status on its badge and progress bar, until the page is fetched again. */
+  function paintStatus(holder, status) {
+    if (!holder) return;
+    for (const el of holder.querySelectorAll(".badge, .progress")) {
+      el.className = el.className.replace(/\bstatus-\w+/, `status-${status}`);
+    }
+    const badge = holder.querySelector(".badge");
+    if (badge) badge.textContent = status;
   }
 
   function addLogLine(line) {
+    logLines.set(line.id, line);
     const list = byId("job-logs");
     if (!list || list.querySelector(`[data-log-id="${line.id}"]`)) return;
     const item = document.createElement("li");
@@ -107,7 +135,7 @@
     list.scrollTop = list.scrollHeight;
   }
 
-  function listen(url, handlers, onFinished) {
+  function listen(url, handlers) {
     const source = new EventSource(url, { withCredentials: true });
     source.onopen = () => showLive("live", "live");
     source.onerror = () => {
@@ -125,15 +153,13 @@
     const id = byId("live").dataset.jobId;
     if (jobSource) jobSource.close();
     jobSource = listen(`${base}jobs/${id}/events`, {
-      progress(data) {
-        paintProgress(document.querySelector("#live .progress-lg"), data.progress);
-        byId("progress-message").textContent = data.message || "";
-      },
+      progress: showProgress,
       log: addLogLine,
       status(job, source) {
         const live = byId("live");
         if (live.dataset.status !== job.status || live.dataset.attempts !== String(job.attempts)) {
-          paintStatus(byId("job-status"), job.status);
+          progressById.delete(String(job.id));
+          paintStatus(live, job.status);
           refresh();
         }
         if (FINAL.has(job.status)) {
@@ -147,11 +173,12 @@
   /* The overview and job lists: every job's progress and status, and the counts. */
   function watchAll() {
     listen(`${base}events`, {
-      progress(data) {
-        paintProgress(document.querySelector(`tr[data-job-id="${data.id}"] .progress`), data.progress);
-      },
+      progress: showProgress,
       status(data) {
-        paintStatus(document.querySelector(`tr[data-job-id="${data.id}"] .badge`), data.status);
+        progressById.delete(String(data.id));
+        for (const row of document.querySelectorAll(`tr[data-job-id="${data.id}"]`)) {
+          paintStatus(row, data.status);
+        }
         refreshSoon(1000);
       },
       stats() { refreshSoon(300); },
