@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,7 @@ class JobContext:
     def __init__(self, job: Job, reporter: Reporter | None = None) -> None:
         self.job = job
         self._reporter = reporter
-        self._cancelled = threading.Event()
+        self._cancelled = False  # a plain flag: set on the loop, read from a task's thread
 
     @property
     def attempt(self) -> int:
@@ -53,7 +52,7 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled or timed out; a sync task should poll it and return."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def progress(self, percent: float, message: str | None = None) -> _Recorded:
         """Report how far the job is, 0 to 100, with an optional short message."""
@@ -73,4 +72,4 @@ class JobContext:
         return _RECORDED
 
     def _cancel(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True

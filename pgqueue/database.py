@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,10 @@ import asyncpg
 from .errors import ConfigurationError, DatabaseUnavailable
 
 CONNECT_TIMEOUT = 10.0
-_SERVER_SETTINGS = {"application_name": "pgqueue"}
+# pgqueue's statements are short index lookups. JIT compilation only ever makes them slower, and
+# bitmap scans, unlike plain index scans, never mark the index entries of dead rows as dead: without
+# (auto)vacuum a bitmap scan of a queue index visits every job that ever passed through it.
+_SERVER_SETTINGS = {"application_name": "pgqueue", "jit": "off", "enable_bitmapscan": "off"}
 
 # Errors that mean "the database is not there right now", as opposed to a bug or bad SQL.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -73,10 +77,19 @@ def _reported(dsn: str) -> Iterator[None]:
         raise DatabaseUnavailable(f"PostgreSQL at {describe(dsn)} refused the login: {exc}") from exc
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
-    """One connection outside the pool (listeners)."""
+async def connect(dsn: str, **settings: str) -> asyncpg.Connection:
+    """One connection outside the pool (listeners, the worker's hot path)."""
     with _reported(dsn):
-        return await asyncpg.connect(check_dsn(dsn), timeout=CONNECT_TIMEOUT, server_settings=_SERVER_SETTINGS)
+        return await asyncpg.connect(
+            check_dsn(dsn), timeout=CONNECT_TIMEOUT, server_settings={**_SERVER_SETTINGS, **settings}
+        )
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Release a pooled connection cheaply: pgqueue leaves no session state behind, so only an
+    unfinished transaction needs undoing (asyncpg's default reset costs a round trip per use)."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
@@ -87,7 +100,43 @@ async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
             max_size=max_size,
             timeout=CONNECT_TIMEOUT,
             server_settings=_SERVER_SETTINGS,
+            reset=_reset,
         )
+
+
+class DedicatedConnection:
+    """A connection of its own for one hot path, (re)opened on first use after a failure.
+
+    The worker's claim and completion statements run on dedicated connections: no pool round
+    trip, and each path gets the plan caching that suits it (``plan_cache_mode``).
+    """
+
+    def __init__(self, dsn: str, **settings: str) -> None:
+        self._dsn = dsn
+        self._settings = settings
+        self._conn: asyncpg.Connection | None = None
+
+    async def fetch(self, statement: str, *args: object) -> list[asyncpg.Record]:
+        if self._conn is None or self._conn.is_closed():
+            # Untranslated on purpose: callers retry on CONNECTION_ERRORS.
+            self._conn = await asyncpg.connect(
+                self._dsn,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={**_SERVER_SETTINGS, **self._settings},
+            )
+        try:
+            return await self._conn.fetch(statement, *args)
+        except CONNECTION_ERRORS:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), timeout=2)
+            except Exception:
+                conn.terminate()
 
 
 class Backoff:

@@ -67,8 +67,6 @@ class Settings(BaseSettings):
 
     claim_batch: int = Field(100, ge=1, le=1000)
     """Most jobs a worker claims in one statement."""
-    complete_interval: Seconds = 0.005
-    """How long a finished job's result may wait to be written with others in one statement."""
     progress_interval: Seconds = 0.25
     """Progress and log lines are coalesced and written at most this often per worker."""
 

@@ -73,21 +73,43 @@ class Statements:
 
     # -- enqueue ---------------------------------------------------------------------------------
 
-    @cached_property
-    def insert_jobs(self) -> str:
-        """Insert many jobs from parallel arrays; one round trip, ids in input order."""
-        return self._format(_INSERT_JOBS.replace("{conflict}", ""))
+    def insert(self, *, many: bool, unique: bool) -> str:
+        """Insert one job, or many from arrays of arguments in one round trip.
+
+        Parameters: $1 task, $2 queue, $3 priority, $4 args JSON, $5 kwargs JSON (with ``many``,
+        JSON arrays of those, one element per job), $6 max_attempts, $7 run_at (NULL: now),
+        $8 unique_key. With ``unique``, a row
+        whose key has an unfinished job already is skipped. Returns (id, created_at) per row, in
+        input order of ids.
+        """
+        return self._inserts[(many, unique)]
 
     @cached_property
-    def insert_unique_jobs(self) -> str:
-        """As ``insert_jobs``, skipping rows whose ``unique_key`` has an unfinished job already."""
-        return self._format(
-            _INSERT_JOBS.replace(
-                "{conflict}",
-                "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
-                "AND status IN {unfinished} DO NOTHING",
-            )
+    def _inserts(self) -> dict[tuple[bool, bool], str]:
+        run_at = "coalesce($7::timestamptz, now())"
+        status = (
+            "CASE WHEN $7::timestamptz > now() THEN 'scheduled'::{s}.job_status "
+            "ELSE 'queued'::{s}.job_status END"
         )
+        sources = {
+            False: f"VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, {run_at}, {status}, $8)",
+            # One JSON array per column, split here: one json.dumps per batch in Python.
+            True: f"SELECT $1, $2, $3, a, k, $6, {run_at}, {status}, $8 FROM ROWS FROM "
+            "(jsonb_array_elements($4::jsonb), jsonb_array_elements($5::jsonb)) AS x(a, k)",
+        }
+        conflicts = {
+            False: "",
+            True: "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
+            "AND status IN {unfinished} DO NOTHING",
+        }
+        return {
+            (many, unique): self._format(
+                "INSERT INTO {s}.jobs (task, queue, priority, args, kwargs, max_attempts, run_at, "
+                f"status, unique_key) {sources[many]} {conflicts[unique]} RETURNING id, created_at"
+            )
+            for many in (False, True)
+            for unique in (False, True)
+        }
 
     @cached_property
     def unfinished_by_unique_key(self) -> str:
@@ -240,12 +262,12 @@ class Statements:
         return self._format(
             """
             WITH outcome AS (
-                SELECT * FROM unnest($1::bigint[], $2::int[], $3::{s}.job_status[], $4::text[],
+                SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
                                      $5::text[], $6::float8[])
                     AS o(id, attempt, status, result, error, delay)
             ), written AS (
                 UPDATE {s}.jobs j
-                SET status = o.status,
+                SET status = o.status::{s}.job_status,
                     result = o.result::jsonb,
                     error = o.error,
                     finished_at = CASE WHEN o.status IN {final} THEN now() END,
@@ -253,20 +275,30 @@ class Statements:
                                   THEN now() + make_interval(secs => o.delay) ELSE j.run_at END,
                     worker_id = NULL
                 FROM outcome o
+                -- status as text: the partial index of running jobs must not be used here; it is
+                -- full of entries for jobs long finished until a vacuum, and the primary key
+                -- reaches these rows directly.
                 WHERE j.id = ANY($1::bigint[]) AND j.id = o.id AND j.attempts = o.attempt
-                  AND j.status = 'running'
-                RETURNING j.id, j.status, j.queue
-            ), told_watchers AS (
-                SELECT pg_notify('{events_channel}',
-                                 json_build_object('kind', 'status',
-                                                   'jobs', json_agg(json_build_array(id, status)))::text)
-                FROM written HAVING count(*) > 0
-            ), woke_workers AS (
-                SELECT pg_notify('{jobs_channel}', 'queued:' || queue)
-                FROM (SELECT DISTINCT queue FROM written WHERE status = 'queued') q
+                  AND j.status::text = 'running'
+                RETURNING j.id, j.status::text AS status, j.queue
             )
-            SELECT id FROM written
-            WHERE (SELECT count(*) FROM told_watchers) >= 0 AND (SELECT count(*) FROM woke_workers) >= 0
+            SELECT * FROM written
+            """
+        )
+
+    @cached_property
+    def announce(self) -> str:
+        """Tell watchers $1 (a status event, or NULL) and wake the workers of queues $2.
+
+        Sent after a write commits rather than inside it: a NOTIFY in a writing transaction holds
+        a database-wide lock across that commit's WAL flush, which would serialize the commits of
+        every worker. Events are a hint (watchers re-read the row), so nothing is lost by that.
+        """
+        return self._format(
+            """
+            SELECT pg_notify('{events_channel}', $1) WHERE $1::text IS NOT NULL
+            UNION ALL
+            SELECT pg_notify('{jobs_channel}', 'queued:' || q) FROM unnest($2::text[]) AS q
             """
         )
 
@@ -473,16 +505,6 @@ class Statements:
         )
 
 
-_INSERT_JOBS = """
-INSERT INTO {s}.jobs (task, queue, priority, args, kwargs, max_attempts, run_at, status, unique_key)
-SELECT t, q, p, a::jsonb, k::jsonb, m, coalesce(r, now()),
-       CASE WHEN r > now() THEN 'scheduled'::{s}.job_status ELSE 'queued'::{s}.job_status END, u
-FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[],
-            $7::timestamptz[], $8::text[]) AS x(t, q, p, a, k, m, r, u)
-{conflict}
-RETURNING id, status::text AS status, run_at, created_at, unique_key
-"""
-
 _GIVE_BACK = """
 WITH given_back AS (
     UPDATE {s}.jobs
@@ -518,11 +540,6 @@ WITH RECURSIVE queues AS (
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.task, j.queue, j.args::text AS args, j.kwargs::text AS kwargs, j.priority,
               j.attempts, j.max_attempts, j.run_at, j.created_at, j.started_at, j.unique_key
-), told_watchers AS (
-    SELECT pg_notify('{events_channel}',
-                     json_build_object('kind', 'status',
-                                       'jobs', json_agg(json_build_array(id, 'running')))::text)
-    FROM claimed HAVING count(*) > 0
 )
-SELECT * FROM claimed WHERE (SELECT count(*) FROM told_watchers) >= 0
+SELECT * FROM claimed
 """

@@ -14,7 +14,7 @@ import math
 import random
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,10 @@ def exponential_backoff(attempt: int) -> float:
     """The default retry delay: 2, 4, 8 … seconds after attempts 1, 2, 3 …, capped at one hour,
     each scaled by a random factor in [0.5, 1] so that a burst of failures does not retry in step."""
     return min(3600.0, 2.0**attempt) * random.uniform(0.5, 1.0)
+
+
+# Values that are their own JSON: no conversion needed at enqueue.
+_JSON_SCALARS = frozenset({int, str, float, bool, type(None)})
 
 
 class InvalidArguments(ValueError):
@@ -190,13 +194,36 @@ class Task:
             adapters[name] = TypeAdapter(annotation)
         return adapters
 
+    @cached_property
+    def _plain_arity(self) -> int | None:
+        """How many arguments a plain positional call passes, when the signature (without the
+        context) is only ordinary parameters and the context, if any, comes last: then such a call
+        needs no binding on either side. None otherwise."""
+        if self.fn is None:
+            return None
+        full = list(inspect.signature(self.fn).parameters.values())
+        if self._context_parameter is not None and full[-1].name != self._context_parameter:
+            return None
+        ordinary = [p for p in full if p.name != self._context_parameter]
+        if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in ordinary):
+            return None
+        return len(ordinary)
+
+    @cached_property
+    def _positional_adapters(self) -> list[tuple[Any, TypeAdapter[Any] | None]]:
+        """(annotation, adapter) per ordinary parameter, in order, for the plain-call path."""
+        return [(self._hints.get(name, Any), self._adapters.get(name))
+                for name in self._signature.parameters]
+
     def encode_arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> EncodedCall:
         """Check a call against the signature and encode its arguments as JSON."""
-        if self.fn is not None:
+        if self.fn is not None and (kwargs or len(args) != self._plain_arity):
             try:
                 self._signature.bind(*args, **kwargs)
             except TypeError as exc:
                 raise TypeError(f"task {self.name}: {exc}") from None
+        if not kwargs and self._plainly_json(args):
+            return EncodedCall(list(args), {})
         encoded = []
         for where, value in [*enumerate(args), *kwargs.items()]:
             try:
@@ -207,12 +234,12 @@ class Task:
                     f"task {self.name}: {label} is not JSON-serializable "
                     f"({type(value).__name__}): {exc}"
                 ) from None
+        call = EncodedCall(encoded[: len(args)], dict(zip(kwargs, encoded[len(args) :], strict=True)))
+        limit = self.pgq.settings.max_payload_bytes
         try:
-            call = EncodedCall(encoded[: len(args)], dict(zip(kwargs, encoded[len(args) :], strict=True)))
+            size = len(call.args_json) + len(call.kwargs_json)
         except ValueError as exc:
             raise ValueError(f"task {self.name}: {exc}") from None
-        limit = self.pgq.settings.max_payload_bytes
-        size = len(call.args_json) + len(call.kwargs_json)
         if size > limit:
             raise PayloadTooLarge(
                 f"task {self.name}: arguments encode to {size} bytes, over the limit of {limit} "
@@ -220,11 +247,28 @@ class Task:
             )
         return call
 
+    def _plainly_json(self, args: Sequence[Any]) -> bool:
+        """True if the values need no conversion and cannot come near the payload limit (even
+        escaped six times over), so they are stored as they are without a size check."""
+        text = 0
+        for value in args:
+            kind = type(value)
+            if kind is str:
+                text += len(value)
+            elif kind is float:
+                if not math.isfinite(value):
+                    return False
+            elif kind not in _JSON_SCALARS:
+                return False
+        return 6 * text + 32 * len(args) < self.pgq.settings.max_payload_bytes
+
     def prepare_call(
         self, args: list[Any], kwargs: dict[str, Any], ctx: JobContext
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Turn a job's stored arguments back into a call: validated values, context injected."""
         assert self.fn is not None
+        if not kwargs and len(args) == self._plain_arity:
+            return self._prepare_plain_call(args, ctx), {}
         try:
             bound = self._signature.bind(*args, **kwargs)
             for name, adapter in self._adapters.items():
@@ -241,24 +285,55 @@ class Task:
         call = inspect.BoundArguments(full, ordered)  # type: ignore[arg-type]
         return call.args, call.kwargs
 
+    def _prepare_plain_call(self, args: list[Any], ctx: JobContext) -> tuple[Any, ...]:
+        values = []
+        try:
+            for value, (annotation, adapter) in zip(args, self._positional_adapters, strict=True):
+                if adapter is not None and type(value) is not annotation:
+                    value = adapter.validate_python(value)
+                values.append(value)
+        except ValidationError as exc:
+            raise InvalidArguments(f"task {self.name}: stored arguments do not fit: {exc}") from None
+        if self._context_parameter is not None:
+            values.append(ctx)
+        return tuple(values)
+
     def delay_before_retry(self, attempt: int) -> float:
         delay = self.retry_delay(attempt) if callable(self.retry_delay) else self.retry_delay
         return max(0.0, float(delay))
 
 
 class EncodedCall:
-    """A call's arguments as JSON-ready values and as the JSON text that is stored."""
+    """A call's arguments as JSON-ready values; the JSON text is made when first needed (a batch
+    of calls is dumped at once instead)."""
 
-    __slots__ = ("args", "kwargs", "args_json", "kwargs_json")
+    __slots__ = ("args", "kwargs", "_args_json", "_kwargs_json")
 
     def __init__(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         self.args = args
         self.kwargs = kwargs
-        try:
-            self.args_json = json.dumps(args, allow_nan=False)
-            self.kwargs_json = json.dumps(kwargs, allow_nan=False)
-        except ValueError as exc:  # NaN or infinity: not JSON
-            raise ValueError(f"arguments are not valid JSON: {exc}") from None
+        self._args_json: str | None = None
+        self._kwargs_json: str | None = None
+
+    @property
+    def args_json(self) -> str:
+        if self._args_json is None:
+            self._args_json = dumps(self.args)
+        return self._args_json
+
+    @property
+    def kwargs_json(self) -> str:
+        if self._kwargs_json is None:
+            self._kwargs_json = dumps(self.kwargs)
+        return self._kwargs_json
+
+
+def dumps(value: Any) -> str:
+    """JSON text, refusing NaN and infinities (PostgreSQL's jsonb has no place for them)."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"arguments are not valid JSON: {exc}") from None
 
 
 class Enqueuer:
@@ -300,33 +375,7 @@ class Enqueuer:
         return encoded
 
     def _batch(self, encoded: list[EncodedCall]) -> _Batch:
-        task, opts = self.task, self.options
-        return _Batch(
-            statements=task.pgq.statements,
-            template=Job(
-                id=0,
-                task=task.name,
-                queue=opts.queue or task.queue,
-                status=JobStatus.QUEUED,
-                args=[],
-                kwargs={},
-                priority=task.priority if opts.priority is None else opts.priority,
-                attempts=0,
-                max_attempts=opts.max_attempts or task.max_attempts,
-                run_at=datetime.min,
-                created_at=datetime.min,
-                started_at=None,
-                finished_at=None,
-                result=None,
-                error=None,
-                progress=None,
-                progress_message=None,
-                unique_key=opts.unique_key,
-                worker_id=None,
-            ),
-            run_at=opts.scheduled_for(),
-            encoded=encoded,
-        )
+        return _Batch(self.task.pgq.statements, self.task, self.options, encoded)
 
     async def _write(self, encoded: list[EncodedCall]) -> list[Job]:
         batch = self._batch(encoded)
@@ -370,91 +419,98 @@ async def _drive(batch: _Batch, conn: Any) -> list[Job]:
 
 
 class _Batch:
-    """The jobs of one enqueue call, tracked through insert and unique-key look-up rounds."""
+    """The jobs of one enqueue call, through the insert and, for a unique key, look-up rounds.
+
+    With a ``unique_key`` every call of the batch shares the key, so only the first can be
+    written: all of them get that job, or the unfinished one that already had the key.
+    """
 
     def __init__(
         self,
         statements: Any,
-        template: Job,
-        run_at: datetime | None,
+        task: Task,
+        options: EnqueueOptions,
         encoded: list[EncodedCall],
     ) -> None:
         self.statements = statements
-        self.template = template
-        self.run_at = run_at
+        self.task = task
+        self.queue = options.queue or task.queue
+        self.priority = task.priority if options.priority is None else options.priority
+        self.max_attempts = options.max_attempts or task.max_attempts
+        self.unique_key = options.unique_key
+        self.run_at = options.scheduled_for()
         self.encoded = encoded
-        self.found: list[Job | None] = [None] * len(encoded)
-        self.pending = list(range(len(encoded)))
+        self.found: list[Job] | None = None
 
     @property
     def done(self) -> bool:
-        return not self.pending
+        return self.found is not None
 
     def jobs(self) -> list[Job]:
-        return [job for job in self.found if job is not None]
+        assert self.found is not None
+        return self.found
 
     def insert(self) -> tuple[str, list[Any]]:
-        t = self.template
-        n = len(self.pending)
+        calls = self.encoded if self.unique_key is None else self.encoded[:1]
+        many = len(calls) > 1
+        try:
+            args_json = dumps([c.args for c in calls]) if many else calls[0].args_json
+            kwargs_json = dumps([c.kwargs for c in calls]) if many else calls[0].kwargs_json
+        except ValueError as exc:
+            raise ValueError(f"task {self.task.name}: {exc}") from None
         params = [
-            [t.task] * n,
-            [t.queue] * n,
-            [t.priority] * n,
-            [self.encoded[i].args_json for i in self.pending],
-            [self.encoded[i].kwargs_json for i in self.pending],
-            [t.max_attempts] * n,
-            [self.run_at] * n,
-            [t.unique_key] * n,
+            self.task.name,
+            self.queue,
+            self.priority,
+            args_json,
+            kwargs_json,
+            self.max_attempts,
+            self.run_at,
+            self.unique_key,
         ]
-        statement = (
-            self.statements.insert_jobs
-            if t.unique_key is None
-            else self.statements.insert_unique_jobs
-        )
-        return statement, params
+        return self.statements.insert(many=many, unique=self.unique_key is not None), params
 
     def took_inserted(self, rows: Sequence[Any]) -> None:
-        rows = sorted(rows, key=lambda r: r["id"])
-        still_pending = []
-        taken = 0
-        for index in self.pending:
-            if taken < len(rows) and (
-                self.template.unique_key is None or not self._key_taken(index)
-            ):
-                self.found[index] = self._job(index, rows[taken])
-                taken += 1
-            else:
-                still_pending.append(index)
-        self.pending = still_pending
-
-    def _key_taken(self, index: int) -> bool:
-        """With one unique key for the whole batch only its first job can be inserted."""
-        return any(job is not None for job in self.found[:index])
+        if self.unique_key is None:
+            rows = sorted(rows, key=lambda r: r["id"])
+            self.found = [self._job(c, row) for c, row in zip(self.encoded, rows, strict=True)]
+        elif rows:
+            self.found = [self._job(self.encoded[0], rows[0])] * len(self.encoded)
 
     def lookup(self) -> tuple[str, list[Any]]:
-        return self.statements.unfinished_by_unique_key, [[self.template.unique_key]]
+        return self.statements.unfinished_by_unique_key, [[self.unique_key]]
 
     def took_existing(self, rows: Sequence[Any]) -> None:
-        if not rows:
-            return  # it finished meanwhile: the next round inserts again
-        existing = Job.from_row(rows[0])
-        for index in self.pending:
-            self.found[index] = existing
-        self.pending = []
+        if rows:  # none: it finished meanwhile, and the next round inserts again
+            self.found = [Job.from_row(rows[0])] * len(self.encoded)
 
     def gave_up(self) -> RuntimeError:
         return RuntimeError(
-            f"task {self.template.task}: unique_key {self.template.unique_key!r} kept changing "
-            "hands while enqueueing; try again"
+            f"task {self.task.name}: unique_key {self.unique_key!r} kept changing hands while "
+            "enqueueing; try again"
         )
 
-    def _job(self, index: int, row: Any) -> Job:
-        return replace(
-            self.template,
+    def _job(self, call: EncodedCall, row: Any) -> Job:
+        created_at = row["created_at"]
+        scheduled = self.run_at is not None and self.run_at > created_at
+        return Job(
             id=row["id"],
-            status=JobStatus(row["status"]),
-            args=self.encoded[index].args,
-            kwargs=self.encoded[index].kwargs,
-            run_at=row["run_at"],
-            created_at=row["created_at"],
+            task=self.task.name,
+            queue=self.queue,
+            status=JobStatus.SCHEDULED if scheduled else JobStatus.QUEUED,
+            args=call.args,
+            kwargs=call.kwargs,
+            priority=self.priority,
+            attempts=0,
+            max_attempts=self.max_attempts,
+            run_at=self.run_at or created_at,
+            created_at=created_at,
+            started_at=None,
+            finished_at=None,
+            result=None,
+            error=None,
+            progress=None,
+            progress_message=None,
+            unique_key=self.unique_key,
+            worker_id=None,
         )

@@ -88,7 +88,7 @@ class PgQueueContestant(Contestant):
                         "one txn per job); bulk = noop.using(conn).enqueue_many(ids) (one statement)",
             "worker": "pgq.worker(concurrency=N); await worker.run(); worker.stop() after stop_after "
                       "jobs started; claims up to min(free slots, claim_batch=100) per statement, "
-                      "outcomes written in batches (complete_interval 5 ms)",
+                      "outcomes written in batches (those that finish during a write go in the next)",
             "variants": self.drain_variants,
             "settings": "pgqueue defaults (durable); pgqueue loggers at WARNING",
         }

@@ -1,19 +1,21 @@
 """Write the outcomes of finished jobs in batches: one statement for many jobs.
 
-A finished job frees its slot at once; its outcome waits here a few milliseconds to share a round
-trip with others. If the database is away the outcomes stay here and are written when it is back;
-a job that another worker rescued meanwhile is left alone by the statement's guard.
+A finished job frees its slot at once; its outcome waits here while the previous batch is being
+written, and goes with the next. If the database is away the outcomes stay here and are written
+when it is back; a job that another worker rescued meanwhile is left alone by the statement's
+guard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from ..database import CONNECTION_ERRORS, Backoff
+from ..database import CONNECTION_ERRORS, Backoff, DedicatedConnection
 from ..queue import PgQueue
 from .executor import Outcome
 from .outage import OutageLog
@@ -38,6 +40,8 @@ class Completer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._outage = OutageLog(logger, "writing job outcomes")
+        # Custom plans: a generic plan of the batch UPDATE joins the outcome arrays badly.
+        self._conn = DedicatedConnection(pgq.settings.dsn or "", plan_cache_mode="force_custom_plan")
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
@@ -48,19 +52,34 @@ class Completer:
         """Wait until every outcome added so far is written."""
         await self._idle.wait()
 
+    async def close(self) -> None:
+        await self._conn.close()
+
     async def run(self) -> None:
-        """Flush until cancelled; cancel only after ``drained()``."""
-        interval = self._pgq.settings.complete_interval
+        """Flush until cancelled; cancel only after ``drained()``.
+
+        No timer: outcomes that finish while a write is under way go together in the next one,
+        so batches grow with the load by themselves, and a lone job is written at once.
+        """
         while True:
             await self._has_work.wait()
-            if len(self._pending) < MAX_BATCH:
-                await asyncio.sleep(interval)  # let more outcomes join this round trip
             self._has_work.clear()
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 await self._write(batch)
             if not self._pending:
                 self._idle.set()
+
+    async def _announce(self, written: list[asyncpg.Record]) -> None:
+        if not written:
+            return
+        event = json.dumps({"kind": "status", "jobs": [[r["id"], r["status"]] for r in written]})
+        queues = sorted({r["queue"] for r in written if r["status"] == "queued"})
+        try:
+            await self._conn.fetch(self._pgq.statements.announce, event, queues)
+        except CONNECTION_ERRORS as exc:
+            # Watchers re-read on reconnect and workers poll: a missed hint delays, loses nothing.
+            self._outage.failed(exc)
 
     async def _write(self, batch: list[Outcome]) -> None:
         # What a task reported just before it returned goes out before its final status.
@@ -70,8 +89,7 @@ class Completer:
         backoff = Backoff()
         while True:
             try:
-                async with self._pgq.acquire() as conn:
-                    written = await conn.fetch(self._pgq.statements.complete, *columns)
+                written = await self._conn.fetch(self._pgq.statements.complete, *columns)
                 break
             except CONNECTION_ERRORS as exc:
                 self._outage.failed(exc)
@@ -81,6 +99,7 @@ class Completer:
                 logger.exception("could not write %s job outcome(s); retrying", len(batch))
                 await asyncio.sleep(backoff.next_delay())
         self._outage.recovered()
+        await self._announce(written)
         written_ids = {row["id"] for row in written}
         for outcome in batch:
             outcome.recorded = outcome.job.id in written_ids

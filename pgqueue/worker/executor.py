@@ -85,7 +85,12 @@ async def execute(task: Task, job: Job, ctx: JobContext, threads: Executor) -> O
                            job.task, exc, job.attempts, job.max_attempts, outcome.delay)
         return outcome
     try:
-        result_json = None if result is None else json.dumps(to_jsonable_python(result), allow_nan=False)
+        if result is None:
+            result_json = None
+        elif type(result) in (int, str, bool):
+            result_json = json.dumps(result)
+        else:
+            result_json = json.dumps(to_jsonable_python(result), allow_nan=False)
     except (PydanticSerializationError, TypeError, ValueError) as exc:
         error = (f"ResultNotSerializable: task {job.task} returned a {type(result).__name__}, "
                  f"which is not JSON-serializable: {exc}")

@@ -1,4 +1,4 @@
-"""Progress and log lines from running tasks, coalesced and written a few times a second.
+"""Progress, log lines and "running" events from tasks, coalesced and written a few times a second.
 
 Tasks may report as often as they like: only the latest progress of each job and the log lines
 gathered since the last write go to the database, in two statements per interval. Sync tasks report
@@ -8,6 +8,7 @@ from their threads, hence the lock.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 
@@ -26,12 +27,18 @@ class Reporter:
         self._lock = threading.Lock()
         self._progress: dict[int, tuple[float, str | None]] = {}
         self._logs: list[tuple[int, str]] = []
+        self._started: list[int] = []
         self._outage = OutageLog(logger, "writing progress")
         self._writing = asyncio.Lock()  # one write at a time keeps log lines in order
 
     def progress(self, job_id: int, percent: float, message: str | None) -> None:
         with self._lock:
             self._progress[job_id] = (percent, message)
+
+    def started(self, job_id: int) -> None:
+        """Announce that the job is running (outside the claim's transaction: see
+        ``Statements.announce``)."""
+        self._started.append(job_id)
 
     def log(self, job_id: int, message: str) -> None:
         with self._lock:
@@ -51,10 +58,15 @@ class Reporter:
         with self._lock:
             progress, self._progress = self._progress, {}
             logs, self._logs = self._logs, []
-        if not progress and not logs:
+            started, self._started = self._started, []
+        if not progress and not logs and not started:
             return
         try:
             async with self._pgq.acquire() as conn:
+                for chunk in range(0, len(started), 300):  # NOTIFY payloads stay under 8000 bytes
+                    event = {"kind": "status",
+                             "jobs": [[job_id, "running"] for job_id in started[chunk:chunk + 300]]}
+                    await conn.execute(self._pgq.statements.announce, json.dumps(event), [])
                 if progress:
                     ids = list(progress)
                     await conn.execute(

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from ..context import JobContext
-from ..database import CONNECTION_ERRORS, Backoff
+from ..database import CONNECTION_ERRORS, Backoff, DedicatedConnection
 from ..job import Job, JobStatus
 from ..listener import Listener
 from ..queue import PgQueue
@@ -172,6 +172,7 @@ class Worker:
             await self._claim_loop(threads)
             await self._finish_running()
             await self._completer.drained()
+            await self._completer.close()
             await self._reporter.flush()
         finally:
             for service in services:
@@ -252,39 +253,50 @@ class Worker:
         # Claim in batches under load: wait for a quarter of the slots rather than claiming
         # one job per round trip as each finishes.
         batch_floor = max(1, self.concurrency // 4)
+        # The claim runs on a connection of its own (no pool round trip on the hot path) with its
+        # generic plan: planning it anew per call costs more than running it. A generic plan is
+        # made once, so seq scans are ruled out lest a plan made on an empty table outlive it.
+        claims = DedicatedConnection(
+            self.pgq.settings.dsn or "", plan_cache_mode="force_generic_plan", enable_seqscan="off"
+        )
         statement = (
             self.pgq.statements.claim_from_queues
             if self.queues
             else self.pgq.statements.claim_from_all_queues
         )
         limit = self.pgq.settings.claim_batch
-        while not self._stopping.is_set():
-            free = self.concurrency - len(self._running)
-            if free < batch_floor and self._running:
-                self._slot_freed.clear()
-                await _first(self._slot_freed, self._stopping)
-                continue
-            self._wake.clear()
-            try:
-                async with self.pgq.acquire() as conn:
-                    rows = await conn.fetch(statement, self.queues, min(free, limit), self.id)
-            except CONNECTION_ERRORS as exc:
-                self._claim_outage.failed(exc)
-                await _first(self._stopping, timeout=backoff.next_delay())
-                continue
-            backoff.reset()
-            self._claim_outage.recovered()
-            for row in rows:
-                self._start(row, threads)
-            if len(rows) == min(free, limit):
-                continue  # there may be more right now
-            if self.burst and not rows and not self._running:
-                logger.info("worker %s: nothing left to claim (burst mode)", self.id)
-                self._request_stop()
-                break
-            if not rows or not self._running:
-                await _first(self._wake, self._stopping, self._slot_freed if self.burst else None,
-                             timeout=self.pgq.settings.poll_interval)
+        try:
+            while not self._stopping.is_set():
+                # Outcomes waiting to be written hold their slots beyond one concurrency's worth, so a
+                # slow database pushes back on claiming instead of piling up results in memory.
+                unwritten = len(self._held) - len(self._running)
+                free = self.concurrency - len(self._running) - max(0, unwritten - 2 * self.concurrency)
+                if free < batch_floor and self._held:
+                    self._slot_freed.clear()
+                    await _first(self._slot_freed, self._stopping)
+                    continue
+                self._wake.clear()
+                try:
+                    rows = await claims.fetch(statement, self.queues, min(free, limit), self.id)
+                except CONNECTION_ERRORS as exc:
+                    self._claim_outage.failed(exc)
+                    await _first(self._stopping, timeout=backoff.next_delay())
+                    continue
+                backoff.reset()
+                self._claim_outage.recovered()
+                for row in rows:
+                    self._start(row, threads)
+                if len(rows) == min(free, limit):
+                    continue  # there may be more right now
+                if self.burst and not rows and not self._running:
+                    logger.info("worker %s: nothing left to claim (burst mode)", self.id)
+                    self._request_stop()
+                    break
+                if not rows or not self._running:
+                    await _first(self._wake, self._stopping, self._slot_freed if self.burst else None,
+                                 timeout=self.pgq.settings.poll_interval)
+        finally:
+            await claims.close()
 
     def _start(self, row: asyncpg.Record, threads: ThreadPoolExecutor) -> None:
         job = Job(
@@ -312,6 +324,7 @@ class Worker:
         task = asyncio.create_task(self._run_job(job, ctx, threads), name=f"pgqueue-job-{job.id}")
         self._running[job.id] = _Running(job, ctx, task)
         self._held.add(job.id)
+        self._reporter.started(job.id)
         if self.burst:
             self.ran.append(job.id)
 
@@ -375,6 +388,8 @@ class Worker:
     async def _settled(self, outcomes: list[Outcome]) -> None:
         """Outcomes were written: let go of those jobs and call the ``on_failure`` hooks of the
         ones that just failed for good."""
+        assert self._slot_freed is not None
+        self._slot_freed.set()
         for outcome in outcomes:
             self._held.discard(outcome.job.id)
             if not outcome.recorded or outcome.status is not JobStatus.FAILED:
