@@ -278,8 +278,7 @@ class Statements:
                 -- status as text: the partial index of running jobs must not be used here; it is
                 -- full of entries for jobs long finished until a vacuum, and the primary key
                 -- reaches these rows directly.
-                WHERE j.id = ANY($1::bigint[]) AND j.id = o.id AND j.attempts = o.attempt
-                  AND j.status::text = 'running'
+                WHERE j.id = o.id AND j.attempts = o.attempt AND j.status::text = 'running'
                 RETURNING j.id, j.status::text AS status, j.queue
             )
             SELECT * FROM written
@@ -310,15 +309,11 @@ class Statements:
 
     @cached_property
     def requeue_lost_claims(self) -> str:
-        """Give back jobs that worker $2 claimed more than $3 seconds ago but is not running
-        (ids $1 are what it runs): the claim committed but its answer was lost with the
-        connection. The attempt never started, so it is not counted."""
-        return self._format(
-            _GIVE_BACK.replace(
-                "{which}",
-                "id <> ALL($1::bigint[]) AND started_at < now() - make_interval(secs => $3)",
-            )
-        )
+        """Give back the jobs worker $2 holds in the database but not in memory (ids $1 are what
+        it holds): a claim committed but its answer was lost with the connection. Only the
+        worker's claim loop runs it, between claims, so no claim is under way. The attempt never
+        started, so it is not counted."""
+        return self._format(_GIVE_BACK.replace("{which}", "id <> ALL($1::bigint[])"))
 
     @cached_property
     def cancelled_among(self) -> str:

@@ -7,30 +7,46 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_worker(dsn: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``python -m pgqueue.worker tests.worker_tasks:pgq`` as a subprocess on ``dsn``."""
-    return subprocess.Popen(
+    """``python -m pgqueue.worker tests.worker_tasks:pgq`` as a subprocess on ``dsn``.
+
+    Its output goes to a file, not a pipe: a pipe nobody reads fills up, and then the worker's
+    next log line blocks its whole event loop (heartbeat included).
+    """
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(
         [sys.executable, "-m", "pgqueue.worker", "tests.worker_tasks:pgq", *args],
         cwd=ROOT,
         env={**os.environ, "PGQUEUE_DSN": dsn, **(env or {})},
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    _logs[proc.pid] = log
+    return proc
+
+
+_logs: dict[int, IO[str]] = {}
 
 
 def stop_worker(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 60) -> str:
     """Send ``sig``, wait for the exit, and return everything the worker printed."""
     if proc.poll() is None:
         proc.send_signal(sig)
-    output, _ = proc.communicate(timeout=timeout)
+    proc.wait(timeout=timeout)
+    log = _logs.pop(proc.pid)
+    log.seek(0)
+    output = log.read()
+    log.close()
     return output
 
 

@@ -40,8 +40,11 @@ class Completer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._outage = OutageLog(logger, "writing job outcomes")
-        # Custom plans: a generic plan of the batch UPDATE joins the outcome arrays badly.
-        self._conn = DedicatedConnection(pgq.settings.dsn or "", plan_cache_mode="force_custom_plan")
+        # Planned per call, knowing how many outcomes there are, and without seq scans: each
+        # outcome then reaches its row through the primary key.
+        self._conn = DedicatedConnection(
+            pgq.settings.dsn or "", plan_cache_mode="force_custom_plan", enable_seqscan="off"
+        )
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)

@@ -65,8 +65,8 @@ class Service:
 
 
 class Heartbeat(Service):
-    """Proves the worker alive, re-registers it if it was declared dead, catches cancellations
-    whose notification was missed, and hands back claims whose answer never arrived."""
+    """Proves the worker alive, re-registers it if it was declared dead, and catches
+    cancellations whose notification was missed."""
 
     name = "heartbeat"
 
@@ -93,15 +93,6 @@ class Heartbeat(Service):
                 rows = await conn.fetch(self.pgq.statements.cancelled_among, running)
                 for row in rows:
                     self.worker.cancel_running(row["id"])
-            lost = await conn.fetch(
-                self.pgq.statements.requeue_lost_claims,
-                self.worker.held_ids(),
-                self.worker.id,
-                self.interval() * 2,
-            )
-            for row in lost:
-                logger.warning("job %s %s: its claim was lost with a connection; handed back",
-                               row["id"], row["task"])
 
 
 class Rescuer(Service):

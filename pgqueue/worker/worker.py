@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +75,12 @@ class Worker:
         )
         self.id: int | None = None
         self.ran: list[int] = []
+
         """Ids of the jobs started in burst mode, in order (what ``pgqueue.testing.drain`` reports)."""
         self._running: dict[int, _Running] = {}
+        self._ready: deque[asyncpg.Record] = deque()  # claimed, waiting for a free slot
+        self._cancelled_ahead: set[int] = set()
+        self._threads: ThreadPoolExecutor
         # Claimed and not yet settled in the database: running, or finished with the outcome
         # still waiting to be written.
         self._held: set[int] = set()
@@ -144,7 +149,7 @@ class Worker:
             self._stopping.set()
         opened_here = not self.pgq.is_open
         await self.pgq.open()
-        threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgqueue-job")
+        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgqueue-job")
         self._completer = Completer(self.pgq, self._settled, self._reporter.flush)
         listener = Listener(
             self.pgq.settings.dsn or "",
@@ -169,7 +174,7 @@ class Worker:
                 ", ".join(sorted(self.pgq.tasks)) or "none",
             )
             self._started.set()
-            await self._claim_loop(threads)
+            await self._claim_loop()
             await self._finish_running()
             await self._completer.drained()
             await self._completer.close()
@@ -180,7 +185,7 @@ class Worker:
             await asyncio.gather(*services, return_exceptions=True)
             await listener.stop()
             await self._unregister()
-            threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown(wait=False, cancel_futures=True)
             if opened_here:
                 await self.pgq.close()
             logger.info("worker %s: stopped", self.id)
@@ -234,11 +239,10 @@ class Worker:
     def running_ids(self) -> list[int]:
         return list(self._running)
 
-    def held_ids(self) -> list[int]:
-        return list(self._held)
-
     def cancel_running(self, job_id: int) -> None:
         running = self._running.get(job_id)
+        if running is None and job_id in self._held:
+            self._cancelled_ahead.add(job_id)  # claimed ahead and not started: never start it
         if running is not None and running.stop_reason is None:
             logger.info("job %s %s: cancelled while running; stopping it", job_id, running.job.task)
             running.stop_reason = "cancelled"
@@ -247,7 +251,7 @@ class Worker:
 
     # -- claiming --------------------------------------------------------------------------------
 
-    async def _claim_loop(self, threads: ThreadPoolExecutor) -> None:
+    async def _claim_loop(self) -> None:
         assert self._stopping and self._wake and self._slot_freed
         backoff = Backoff()
         # Claim in batches under load: wait for a quarter of the slots rather than claiming
@@ -265,30 +269,36 @@ class Worker:
             else self.pgq.statements.claim_from_all_queues
         )
         limit = self.pgq.settings.claim_batch
+        claim_lost = False
         try:
             while not self._stopping.is_set():
                 # Outcomes waiting to be written hold their slots beyond one concurrency's worth, so a
                 # slow database pushes back on claiming instead of piling up results in memory.
-                unwritten = len(self._held) - len(self._running)
-                free = self.concurrency - len(self._running) - max(0, unwritten - 2 * self.concurrency)
+                free = self._room()
                 if free < batch_floor and self._held:
                     self._slot_freed.clear()
                     await _first(self._slot_freed, self._stopping)
                     continue
                 self._wake.clear()
                 try:
+                    if claim_lost:
+                        await self._give_back_lost_claims(claims)
+                        claim_lost = False
                     rows = await claims.fetch(statement, self.queues, min(free, limit), self.id)
                 except CONNECTION_ERRORS as exc:
+                    # The claim may have committed with its answer lost: look before the next one.
+                    claim_lost = True
                     self._claim_outage.failed(exc)
                     await _first(self._stopping, timeout=backoff.next_delay())
                     continue
                 backoff.reset()
                 self._claim_outage.recovered()
-                for row in rows:
-                    self._start(row, threads)
+                self._ready.extend(rows)
+                self._held.update(row["id"] for row in rows)
+                self._start_ready()
                 if len(rows) == min(free, limit):
                     continue  # there may be more right now
-                if self.burst and not rows and not self._running:
+                if self.burst and not rows and not self._running and not self._ready:
                     logger.info("worker %s: nothing left to claim (burst mode)", self.id)
                     self._request_stop()
                     break
@@ -298,7 +308,38 @@ class Worker:
         finally:
             await claims.close()
 
-    def _start(self, row: asyncpg.Record, threads: ThreadPoolExecutor) -> None:
+    async def _give_back_lost_claims(self, claims: DedicatedConnection) -> None:
+        rows = await claims.fetch(
+            self.pgq.statements.requeue_lost_claims, list(self._held), self.id
+        )
+        for row in rows:
+            logger.warning("job %s %s: its claim was lost with a connection; handed back",
+                           row["id"], row["task"])
+
+    def _room(self) -> int:
+        """How many jobs to claim now: free slots, plus a prefetch of up to one concurrency's worth
+        claimed ahead so that a freed slot starts its next job without a round trip. Outcomes
+        still waiting to be written hold slots beyond two concurrencies' worth, so a slow database
+        pushes back on claiming instead of piling up results in memory."""
+        unwritten = len(self._held) - len(self._running) - len(self._ready)
+        return (
+            2 * self.concurrency
+            - len(self._running)
+            - len(self._ready)
+            - max(0, unwritten - 2 * self.concurrency)
+        )
+
+    def _start_ready(self) -> None:
+        """Start claimed jobs while there are free slots."""
+        while self._ready and len(self._running) < self.concurrency:
+            row = self._ready.popleft()
+            if row["id"] in self._cancelled_ahead:
+                self._cancelled_ahead.discard(row["id"])
+                self._held.discard(row["id"])
+                continue
+            self._start(row)
+
+    def _start(self, row: asyncpg.Record) -> None:
         job = Job(
             id=row["id"],
             task=row["task"],
@@ -321,14 +362,13 @@ class Worker:
             worker_id=self.id,
         )
         ctx = JobContext(job, self._reporter)
-        task = asyncio.create_task(self._run_job(job, ctx, threads), name=f"pgqueue-job-{job.id}")
+        task = asyncio.create_task(self._run_job(job, ctx), name=f"pgqueue-job-{job.id}")
         self._running[job.id] = _Running(job, ctx, task)
-        self._held.add(job.id)
         self._reporter.started(job.id)
         if self.burst:
             self.ran.append(job.id)
 
-    async def _run_job(self, job: Job, ctx: JobContext, threads: ThreadPoolExecutor) -> None:
+    async def _run_job(self, job: Job, ctx: JobContext) -> None:
         assert self._completer is not None and self._slot_freed is not None
         try:
             task = self.pgq.tasks.get(job.task)
@@ -336,7 +376,7 @@ class Worker:
                 outcome = unknown_task(job, list(self.pgq.tasks))
             else:
                 try:
-                    outcome = await execute(task, job, ctx, threads)
+                    outcome = await execute(task, job, ctx, self._threads)
                 except asyncio.CancelledError:
                     running = self._running.get(job.id)
                     if running is not None and running.stop_reason == "cancelled":
@@ -346,12 +386,19 @@ class Worker:
             self._completer.add(outcome)
         finally:
             self._running.pop(job.id, None)
+            if not self._stopping.is_set():
+                self._start_ready()
             self._slot_freed.set()
 
     # -- stopping --------------------------------------------------------------------------------
 
     async def _finish_running(self) -> None:
         assert self._hurry is not None
+        if self._ready:  # claimed ahead, never started: straight back to the queue
+            ids = [row["id"] for row in self._ready]
+            self._ready.clear()
+            await self._requeue(ids)
+            self._held.difference_update(ids)
         if not self._running:
             return
         logger.info("worker %s: waiting up to %s s for %s running job(s) to finish",
