@@ -533,8 +533,9 @@ WITH RECURSIVE queues AS (
     UPDATE {s}.jobs j
     SET status = 'running', attempts = j.attempts + 1, started_at = now(), worker_id = $3
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
-    RETURNING j.id, j.task, j.queue, j.args::text AS args, j.kwargs::text AS kwargs, j.priority,
-              j.attempts, j.max_attempts, j.run_at, j.created_at, j.started_at, j.unique_key
+    RETURNING j.id, j.task, j.queue, jsonb_build_array(j.args, j.kwargs)::text AS call,
+              j.priority, j.attempts, j.max_attempts, j.run_at, j.created_at, j.started_at,
+              j.unique_key
 )
 SELECT * FROM claimed
 """

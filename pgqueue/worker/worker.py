@@ -340,13 +340,14 @@ class Worker:
             self._start(row)
 
     def _start(self, row: asyncpg.Record) -> None:
+        args, kwargs = json.loads(row["call"])  # one parse for both
         job = Job(
             id=row["id"],
             task=row["task"],
             queue=row["queue"],
             status=JobStatus.RUNNING,
-            args=json.loads(row["args"]),
-            kwargs=json.loads(row["kwargs"]),
+            args=args,
+            kwargs=kwargs,
             priority=row["priority"],
             attempts=row["attempts"],
             max_attempts=row["max_attempts"],
