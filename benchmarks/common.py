@@ -34,3 +34,17 @@ def admin_dsn(base: str) -> str:
 
 def missing_packages(contestant: str) -> list[str]:
     return [m for m in REQUIRES.get(contestant, []) if importlib.util.find_spec(m) is None]
+
+
+async def recreate_database(base: str, name: str, drop_only: bool = False) -> None:
+    """Drop ``name`` on the server of ``base`` (disconnecting its users) and, unless
+    ``drop_only``, create it afresh."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn(base))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()

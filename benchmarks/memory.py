@@ -34,7 +34,7 @@ import asyncpg
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn
+from common import DEFAULT_DSN_BASE, db_dsn, recreate_database
 from contestants import load
 from contestants.pgqueue import SCHEMA
 
@@ -76,16 +76,6 @@ async def role_worker(a: argparse.Namespace) -> None:
                       "elapsed_s": time.monotonic() - t0}), flush=True)
 
 
-async def recreate(base: str, name: str, drop_only: bool = False) -> None:
-    conn = await asyncpg.connect(admin_dsn(base))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
 async def produce(c: Any, dsn: str, n: int, bulk: int, backlog: int, proc: subprocess.Popen) -> None:
     """Enqueue n jobs in bulk, never more than ``backlog`` queued ahead of the worker."""
     await c.open_producer(dsn)
@@ -117,7 +107,7 @@ async def main(a: argparse.Namespace) -> None:
     dsn = db_dsn(a.dsn_base, db)
     started = dt.datetime.now(dt.UTC)
     c = load("pgqueue")
-    await recreate(a.dsn_base, db)
+    await recreate_database(a.dsn_base, db)
     try:
         await c.install(dsn, "drain")
         proc = subprocess.Popen(
@@ -140,7 +130,7 @@ async def main(a: argparse.Namespace) -> None:
             raise SystemExit(f"worker failed with code {proc.returncode}")
         res = json.loads(out.strip().splitlines()[-1])
     finally:
-        await recreate(a.dsn_base, db, drop_only=True)
+        await recreate_database(a.dsn_base, db, drop_only=True)
 
     samples = res["samples"]
     print(f"\nWorker memory over {a.n:,} jobs (concurrency {a.concurrency}, bulk {a.bulk_size}, "

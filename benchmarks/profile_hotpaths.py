@@ -39,21 +39,11 @@ import asyncpg
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn
+from common import DEFAULT_DSN_BASE, db_dsn, recreate_database
 from contestants import load
 from contestants.pgqueue import SCHEMA, _make_queue
 from contestants.raw import CLAIM_MANY, DONE_MANY
 from contestants.raw import DDL as RAW_DDL
-
-
-async def recreate(base: str, name: str, drop_only: bool = False) -> None:
-    conn = await asyncpg.connect(admin_dsn(base))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 async def settle(dsn: str) -> None:
@@ -305,7 +295,7 @@ async def part_drain(base: str, db: str, spec: str, n: int, bulk: int, n_top: in
     c = load(name)
     opts = dict(c.drain_variants[variant])
     concurrency = opts.pop("concurrency")
-    await recreate(base, db)
+    await recreate_database(base, db)
     dsn = db_dsn(base, db)
     try:
         await c.install(dsn, "drain")
@@ -333,7 +323,7 @@ async def part_drain(base: str, db: str, spec: str, n: int, bulk: int, n_top: in
         by_module(profile, n, f"drain {spec}")
         top(profile, n_top, f"drain {spec}")
     finally:
-        await recreate(base, db, drop_only=True)
+        await recreate_database(base, db, drop_only=True)
 
 
 async def part_drain_plain(base: str, db: str, spec: str, n: int, bulk: int) -> None:
@@ -342,7 +332,7 @@ async def part_drain_plain(base: str, db: str, spec: str, n: int, bulk: int) -> 
     c = load(name)
     opts = dict(c.drain_variants[variant])
     concurrency = opts.pop("concurrency")
-    await recreate(base, db)
+    await recreate_database(base, db)
     dsn = db_dsn(base, db)
     try:
         await c.install(dsn, "drain")
@@ -366,7 +356,7 @@ async def part_drain_plain(base: str, db: str, spec: str, n: int, bulk: int) -> 
               f"{us(cpu, n)} (incl. the 20 ms sampler); its backends' CPU {us(pg, n)}; "
               f"server xacts/job {(x1 - x0) / n:.3f}")
     finally:
-        await recreate(base, db, drop_only=True)
+        await recreate_database(base, db, drop_only=True)
 
 
 # --------------------------------------------------------------------------- sql
@@ -445,14 +435,14 @@ async def main(a: argparse.Namespace) -> None:
     parts = a.parts.split(",")
     for part in parts:
         if part in ("enqueue_one", "enqueue_many", "sql"):
-            await recreate(base, db)
+            await recreate_database(base, db)
             try:
                 if part == "sql":
                     await part_sql(db_dsn(base, db), a.backlog, a.rounds)
                 else:
                     await part_enqueue(db_dsn(base, db), a.n, part == "enqueue_many", a.bulk_size, a.top)
             finally:
-                await recreate(base, db, drop_only=True)
+                await recreate_database(base, db, drop_only=True)
         elif part == "drain":
             print(f"\n=== drain without profiler: N={a.n} ===")
             for spec in a.drain.split(","):

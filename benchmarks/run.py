@@ -31,21 +31,11 @@ import asyncpg
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn, missing_packages  # noqa: E402
+from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn, recreate_database, missing_packages  # noqa: E402
 from contestants import load  # noqa: E402
 
 BASE_SCENARIOS = ["enqueue_single", "enqueue_bulk", "drain:c1", "drain:c32", "drain:extra", "latency"]
 THROUGHPUT_KEY = "jobs_per_s"
-
-
-async def recreate_db(base: str, name: str, drop_only: bool = False) -> None:
-    conn = await asyncpg.connect(admin_dsn(base))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 async def server_info(base: str) -> dict[str, Any]:
@@ -113,7 +103,7 @@ def run_one(args, contestant: str, scenario: str, rep: int) -> dict[str, Any]:
     out = os.path.join(scratch, f"{contestant}_{scenario.replace(':', '_')}_{rep}.json")
     if os.path.exists(out):
         os.unlink(out)
-    asyncio.run(recreate_db(args.dsn_base, db))
+    asyncio.run(recreate_database(args.dsn_base, db))
     cmd = [
         sys.executable, os.path.join(HERE, "scenario.py"),
         "--contestant", contestant, "--dsn", dsn, "--scenario", scenario,
@@ -133,7 +123,7 @@ def run_one(args, contestant: str, scenario: str, rep: int) -> dict[str, Any]:
         rc = "timeout"
     wall = time.monotonic() - t0
     try:
-        asyncio.run(recreate_db(args.dsn_base, db, drop_only=True))
+        asyncio.run(recreate_database(args.dsn_base, db, drop_only=True))
     except Exception as e:  # noqa: BLE001
         print(f"  warning: drop {db} failed: {e}", flush=True)
     res: dict[str, Any] = {"contestant": contestant, "scenario": scenario, "rep": rep,

@@ -40,7 +40,7 @@ import asyncpg
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from common import DEFAULT_DSN_BASE, admin_dsn, db_dsn
+from common import DEFAULT_DSN_BASE, db_dsn, recreate_database
 from contestants import load
 from contestants.base import JOB_NAME, QUEUE
 from contestants.pgqueue import SCHEMA
@@ -57,16 +57,6 @@ FILL_QUEUED = f"""
 INSERT INTO {SCHEMA}.jobs (task, queue, args)
 SELECT $1, $2, jsonb_build_array(g) FROM generate_series(0, $3::int - 1) g
 """
-
-
-async def recreate(base: str, name: str, drop_only: bool = False) -> None:
-    conn = await asyncpg.connect(admin_dsn(base))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 async def fill(dsn: str, finished: int, queued: int, settle: str) -> dict[str, Any]:
@@ -172,7 +162,7 @@ async def role_drain(dsn: str, variant: str, n: int) -> None:
 async def one(args, variant: str, condition: str, show_plan: bool) -> dict[str, Any]:
     db = f"{args.db_prefix}scale"
     dsn = db_dsn(args.dsn_base, db)
-    await recreate(args.dsn_base, db)
+    await recreate_database(args.dsn_base, db)
     try:
         await load("pgqueue").install(dsn, "drain")
         finished, queued = (args.finished, args.queued) if condition == "large" else (0, args.n)
@@ -194,7 +184,7 @@ async def one(args, variant: str, condition: str, show_plan: bool) -> dict[str, 
         res.update(info, variant=variant, condition=condition, finished=finished, queued=queued)
         return res
     finally:
-        await recreate(args.dsn_base, db, drop_only=True)
+        await recreate_database(args.dsn_base, db, drop_only=True)
 
 
 async def main(args) -> None:

@@ -386,7 +386,7 @@ def headline(res: dict[str, Any], sample_s: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- driver
 
 def run_contestant(args, name: str) -> dict[str, Any]:
-    from run import recreate_db  # noqa: E402  (same DB lifecycle as the peer benchmark)
+    from common import recreate_database  # noqa: E402  (same DB lifecycle as the peer benchmark)
 
     db = f"{args.db_prefix}{name}"
     dsn = db_dsn(args.dsn_base, db)
@@ -395,7 +395,7 @@ def run_contestant(args, name: str) -> dict[str, Any]:
     out = os.path.join(scratch, f"soak_{name}.json")
     if os.path.exists(out):
         os.unlink(out)
-    asyncio.run(recreate_db(args.dsn_base, db))
+    asyncio.run(recreate_database(args.dsn_base, db))
     cmd = [sys.executable, os.path.abspath(__file__), "--role", "run", "--contestant", name,
            "--dsn", dsn, "--minutes", str(args.minutes), "--backlog", str(args.backlog),
            "--bulk-size", str(args.bulk_size), "--sample-s", str(args.sample_s),
@@ -425,7 +425,7 @@ def run_contestant(args, name: str) -> dict[str, Any]:
     th.join(10)
     wall = time.monotonic() - t0
     try:
-        asyncio.run(recreate_db(args.dsn_base, db, drop_only=True))
+        asyncio.run(recreate_database(args.dsn_base, db, drop_only=True))
     except Exception as e:  # noqa: BLE001
         print(f"  warning: drop {db} failed: {e}", flush=True)
     res: dict[str, Any] = {"contestant": name, "rc": rc, "wall_s": wall,
