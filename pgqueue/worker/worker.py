@@ -1,8 +1,10 @@
 """The worker: claims jobs as slots free up, runs them, and keeps its duties going.
 
-Claiming: one statement takes as many jobs as there are free slots (``FOR UPDATE SKIP LOCKED``), so
-any number of workers share a queue without running a job twice. The worker sleeps until a
-notification says work is ready (or a scheduled job comes due), not on a polling timer.
+Claiming: one statement takes as many jobs as there are free slots, plus up to one concurrency's
+worth ahead (``FOR UPDATE SKIP LOCKED``), so any number of workers share a queue without running a
+job twice, and a slot that frees up starts its next job without a round trip. The worker sleeps
+until a notification says work is ready (or a scheduled job comes due), not on a polling timer.
+Jobs claimed ahead and not started when the worker stops go straight back to the queue.
 
 Stopping: ``stop()`` (or SIGTERM/SIGINT in the CLI) stops claiming at once and lets running jobs
 finish within ``shutdown_grace``; what is still running then is cancelled and handed back to the
@@ -75,14 +77,13 @@ class Worker:
         )
         self.id: int | None = None
         self.ran: list[int] = []
-
         """Ids of the jobs started in burst mode, in order (what ``pgqueue.testing.drain`` reports)."""
         self._running: dict[int, _Running] = {}
         self._ready: deque[asyncpg.Record] = deque()  # claimed, waiting for a free slot
         self._cancelled_ahead: set[int] = set()
         self._threads: ThreadPoolExecutor
-        # Claimed and not yet settled in the database: running, or finished with the outcome
-        # still waiting to be written.
+        # Claimed and not yet settled in the database: waiting in _ready, running, or finished
+        # with the outcome still waiting to be written.
         self._held: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
