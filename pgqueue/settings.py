@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     failed_retention: Seconds = 30 * 24 * 3600.0
     """How long failed jobs are kept (longer: someone may want to look at them)."""
     prune_interval: Seconds = 60.0
+    vacuum_interval: float = Field(10.0, ge=0)
+    """How often a worker checks whether the jobs table needs a VACUUM (0: never). Every job
+    leaves dead row versions behind; where autovacuum is off or behind, claims slow down as they
+    step over them, so pgqueue vacuums its own table once they pile up."""
 
     max_payload_bytes: int = Field(1_000_000, gt=0)
     """Largest JSON encoding of a job's arguments accepted at enqueue."""

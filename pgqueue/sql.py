@@ -479,6 +479,28 @@ class Statements:
         )
 
     @cached_property
+    def jobs_dead_rows(self) -> str:
+        """(dead, live) row versions of the jobs table, from the statistics PostgreSQL keeps."""
+        return self._format(
+            "SELECT n_dead_tup AS dead, n_live_tup AS live FROM pg_stat_user_tables "
+            "WHERE schemaname = '{s}' AND relname = 'jobs'"
+        )
+
+    @cached_property
+    def vacuum_jobs(self) -> str:
+        return self._format("VACUUM (SKIP_LOCKED) {s}.jobs")
+
+    @cached_property
+    def try_session_lock(self) -> str:
+        """The session-scoped twin of ``try_maintenance_lock``, for work that cannot run inside a
+        transaction (VACUUM)."""
+        return self._format("SELECT pg_try_advisory_lock(hashtext('{s}'), $1)")
+
+    @cached_property
+    def release_session_lock(self) -> str:
+        return self._format("SELECT pg_advisory_unlock(hashtext('{s}'), $1)")
+
+    @cached_property
     def try_maintenance_lock(self) -> str:
         """A transaction-scoped advisory lock per schema and duty, so one worker does each at a time."""
         return self._format("SELECT pg_try_advisory_xact_lock(hashtext('{s}'), $1)")

@@ -285,3 +285,41 @@ async def _boot_time(dsn: str) -> object:
         return await conn.fetchval("SELECT pg_postmaster_start_time()")
     finally:
         await conn.close()
+
+
+async def test_the_jobs_table_is_vacuumed_once_dead_rows_pile_up(pgq: PgQueue, db) -> None:
+    """Autovacuum is off on some servers (this project's CI among them): the worker's vacuumer
+    keeps the claim from wading through dead row versions."""
+    from pgqueue.worker.services import Vacuumer
+
+    vacuumer = Vacuumer(pgq)
+    await db.execute(
+        "INSERT INTO pgqueue.jobs (task) SELECT 't' FROM generate_series(1, $1)",
+        2 * vacuumer.min_dead,
+    )
+    await db.execute("UPDATE pgqueue.jobs SET status = 'succeeded'")  # one dead version each
+    await db.execute("SELECT pg_stat_force_next_flush()")
+
+    async def dead_rows() -> int:
+        return await db.fetchval(
+            "SELECT n_dead_tup FROM pg_stat_user_tables "
+            "WHERE schemaname = 'pgqueue' AND relname = 'jobs'"
+        )
+
+    await eventually(lambda: _at_least(dead_rows, 2 * vacuumer.min_dead), what="statistics")
+    await vacuumer.tick()
+    vacuumed = await db.fetchval(
+        "SELECT vacuum_count FROM pg_stat_user_tables "
+        "WHERE schemaname = 'pgqueue' AND relname = 'jobs'"
+    )
+    assert vacuumed == 1
+    await vacuumer.tick()  # nothing to do now: no second vacuum
+    await db.execute("SELECT pg_stat_clear_snapshot()")
+    assert await db.fetchval(
+        "SELECT vacuum_count FROM pg_stat_user_tables "
+        "WHERE schemaname = 'pgqueue' AND relname = 'jobs'"
+    ) == 1
+
+
+async def _at_least(value: object, floor: int) -> bool:
+    return await value() >= floor  # type: ignore[operator]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ logger = logging.getLogger("pgqueue.worker")
 # Advisory lock keys, per schema (the other key is the schema's hash).
 RESCUE_LOCK = 1
 PRUNE_LOCK = 2
+VACUUM_LOCK = 3
 
 
 class Service:
@@ -160,6 +162,37 @@ class Pruner(Service):
                 logger.info("pruned %s finished jobs past retention", deleted)
             if deleted < self.batch:
                 return
+
+
+class Vacuumer(Service):
+    """Vacuums the jobs table once dead row versions pile up.
+
+    Each job leaves dead versions behind (claim and completion are updates); until a vacuum, the
+    claim index keeps their entries and claims step over them, slower with every job. Autovacuum
+    normally takes care of it; where it is off or behind, this does, one worker at a time.
+    """
+
+    name = "vacuuming"
+    min_dead = 20_000
+
+    def interval(self) -> float:
+        return self.pgq.settings.vacuum_interval
+
+    async def tick(self) -> None:
+        statements = self.pgq.statements
+        async with self.pgq.acquire() as conn:
+            row = await conn.fetchrow(statements.jobs_dead_rows)
+            if row is None or row["dead"] < self.min_dead + row["live"] // 20:
+                return
+            if not await conn.fetchval(statements.try_session_lock, VACUUM_LOCK):
+                return
+            try:
+                started = time.monotonic()
+                await conn.execute(statements.vacuum_jobs)
+                logger.info("vacuumed the jobs table (%s dead row versions) in %.1f s",
+                            row["dead"], time.monotonic() - started)
+            finally:
+                await conn.fetchval(statements.release_session_lock, VACUUM_LOCK)
 
 
 class PeriodicEnqueuer(Service):

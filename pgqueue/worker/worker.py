@@ -34,7 +34,7 @@ from .completer import Completer
 from .executor import Outcome, execute, unknown_task
 from .outage import OutageLog
 from .reporter import Reporter
-from .services import Heartbeat, PeriodicEnqueuer, Pruner, Rescuer, Scheduler
+from .services import Heartbeat, PeriodicEnqueuer, Pruner, Rescuer, Scheduler, Vacuumer
 
 logger = logging.getLogger("pgqueue.worker")
 
@@ -201,6 +201,8 @@ class Worker:
             ("scheduler", Scheduler(self.pgq).run()),
             ("pruner", Pruner(self.pgq).run()),
         ]
+        if self.pgq.settings.vacuum_interval:
+            coroutines.append(("vacuumer", Vacuumer(self.pgq).run()))
         for periodic in self.pgq.periodic_tasks:
             if self.queues is None or periodic.task.queue in self.queues:
                 coroutines.append((f"periodic-{periodic.task.name}",
