@@ -25,11 +25,3 @@ class PayloadTooLarge(PgQueueError, ValueError):
 
 class NotOpenError(PgQueueError, RuntimeError):
     """A call needs the connection pool: use ``async with pgq:`` or ``await pgq.open()`` first."""
-
-
-class UnknownTaskError(PgQueueError, LookupError):
-    """A worker claimed a job whose task this ``PgQueue`` does not define."""
-
-
-class JobCancelled(PgQueueError):
-    """Raised inside a sync task's thread when it checks ``ctx.raise_if_cancelled()``."""

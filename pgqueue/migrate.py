@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from importlib.resources import files
 
 from alembic import command
@@ -51,10 +50,6 @@ def upgrade_on(connection: Connection, schema: str | None = None, revision: str 
     config = alembic_config(None, schema)
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
-
-
-async def upgrade_async(dsn: str | None = None, schema: str | None = None) -> None:
-    await asyncio.to_thread(upgrade, dsn, schema)
 
 
 def check_revision(schema: str, has_table: bool, version: str | None) -> None:

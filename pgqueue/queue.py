@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, overload
 import asyncpg
 
 from . import database
+from .errors import NotOpenError
 from .events import EventHub
 from .job import Job, JobStatus
 from .migrate import check_revision
@@ -164,8 +165,6 @@ class PgQueue:
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            from .errors import NotOpenError
-
             raise NotOpenError(
                 "the PgQueue is not open: use `async with pgq:` or `await pgq.open()` first"
             )
