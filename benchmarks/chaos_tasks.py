@@ -26,13 +26,15 @@ CREATE TABLE IF NOT EXISTS chaos_runs (
 """
 
 _pool: asyncpg.Pool | None = None
+_pool_opening = asyncio.Lock()
 
 
 @pgq.task(max_attempts=10, retry_delay=0.1)
 async def chaos_job(i: int, ctx: JobContext) -> int:
     global _pool
-    if _pool is None:
-        _pool = await asyncpg.create_pool(pgq.settings.dsn, min_size=1, max_size=4)
+    async with _pool_opening:  # one pool per process, however many jobs start at once
+        if _pool is None:
+            _pool = await asyncpg.create_pool(pgq.settings.dsn, min_size=1, max_size=4)
     await _pool.execute(
         "INSERT INTO chaos_runs (job_id, pid, attempt) VALUES ($1, $2, $3)",
         ctx.job.id, os.getpid(), ctx.attempt,

@@ -279,6 +279,48 @@ async def test_worker_survives_a_server_restart(tmp_path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
+async def test_a_worker_stopping_while_the_database_is_down_exits_and_its_job_is_rescued(
+    tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outcome of a job that finished during the outage cannot be written: the worker still
+    stops (it does not wait forever), and the job is rescued and run again, not lost."""
+    embedded = pytest.importorskip("pgqueue.embedded")
+    from pgqueue.migrate import upgrade
+
+    server = embedded.EmbeddedPostgres(tmp_path / "pgdata")
+    dsn = server.start()
+    try:
+        await asyncio.to_thread(upgrade, dsn, "pgqueue")
+        pgq = PgQueue(dsn=dsn, **{**FAST, "shutdown_grace": 1.0})
+        started, gate = asyncio.Event(), asyncio.Event()
+        runs = 0
+
+        @pgq.task
+        async def gated() -> int:
+            nonlocal runs
+            runs += 1
+            started.set()
+            await gate.wait()
+            return runs
+
+        async with pgq:
+            job = await gated.enqueue()
+            async with pgq.worker():
+                await started.wait()
+                await asyncio.to_thread(server.stop)
+                gate.set()
+            assert "could not be written" in caplog.text
+
+            await asyncio.to_thread(server.start)
+            async with pgq.worker():
+                done = await pgq.wait(job.id, timeout=120)
+        assert done.status == JobStatus.SUCCEEDED
+        assert (runs, done.result, done.attempts) == (2, 2, 2)
+    finally:
+        server.stop()
+
+
 async def _boot_time(dsn: str) -> object:
     conn = await asyncpg.connect(dsn)
     try:

@@ -8,7 +8,9 @@ Jobs claimed ahead and not started when the worker stops go straight back to the
 
 Stopping: ``stop()`` (or SIGTERM/SIGINT in the CLI) stops claiming at once and lets running jobs
 finish within ``shutdown_grace``; what is still running then is cancelled and handed back to the
-queue without counting the attempt. A second ``stop()`` skips the rest of the wait.
+queue without counting the attempt. Outcomes the database could not take in that time (it is
+away) are left behind: those jobs are rescued and run again. A second ``stop()`` skips the rest
+of the wait.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import socket
 from collections import deque
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +94,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
         self._stop_requests = 0
+        self._stop_deadline = 0.0  # loop time by which a stopping worker is gone
         self._started = asyncio.Event()
         self._background: asyncio.Task[None] | None = None
         self._reporter = Reporter(pgq)
@@ -117,7 +121,9 @@ class Worker:
 
     def _request_stop(self) -> None:
         self._stop_requests += 1
-        assert self._stopping is not None and self._hurry is not None
+        assert self._stopping is not None and self._hurry is not None and self._loop is not None
+        if not self._stopping.is_set():
+            self._stop_deadline = self._loop.time() + self.shutdown_grace
         if self._stop_requests == 1:
             logger.info("worker %s: stopping; no new jobs will be claimed", self.id)
         else:
@@ -146,8 +152,9 @@ class Worker:
         self._hurry = asyncio.Event()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        for _ in range(self._stop_requests):
-            self._stopping.set()
+        requested, self._stop_requests = self._stop_requests, 0
+        for _ in range(requested):
+            self._request_stop()
         opened_here = not self.pgq.is_open
         await self.pgq.open()
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgqueue-job")
@@ -177,7 +184,7 @@ class Worker:
             self._started.set()
             await self._claim_loop()
             await self._finish_running()
-            await self._completer.drained()
+            await self._write_outcomes()
             await self._completer.close()
             await self._reporter.flush()
         finally:
@@ -405,14 +412,10 @@ class Worker:
             self._held.difference_update(ids)
         if not self._running:
             return
-        logger.info("worker %s: waiting up to %s s for %s running job(s) to finish",
-                    self.id, self.shutdown_grace, len(self._running))
-        all_done = asyncio.ensure_future(asyncio.wait([r.task for r in self._running.values()]))
-        hurry = asyncio.ensure_future(self._hurry.wait())
-        await asyncio.wait([all_done, hurry], timeout=self.shutdown_grace,
-                           return_when=asyncio.FIRST_COMPLETED)
-        all_done.cancel()
-        hurry.cancel()
+        grace = self._grace_left()
+        logger.info("worker %s: waiting up to %.0f s for %s running job(s) to finish",
+                    self.id, grace, len(self._running))
+        await self._unless_hurried(asyncio.wait([r.task for r in self._running.values()]), grace)
         left = list(self._running.values())
         if not left:
             return
@@ -427,6 +430,30 @@ class Worker:
         for running in left:
             logger.warning("job %s %s: did not finish within the shutdown grace period; "
                            "handed back to the queue", running.job.id, running.job.task)
+
+    async def _write_outcomes(self) -> None:
+        """Wait for the outcomes of finished jobs to be written: up to the rest of the grace
+        period (at least a few seconds; a healthy database takes them in milliseconds)."""
+        assert self._completer is not None
+        await self._unless_hurried(self._completer.drained(), max(self._grace_left(), 5.0))
+        unwritten = len(self._held)  # nothing runs or waits to start any more
+        if unwritten:
+            logger.warning("worker %s: the outcomes of %s finished job(s) could not be written "
+                           "(database unavailable); they will be rescued and run again after %s s",
+                           self.id, unwritten, self.pgq.settings.rescue_after)
+
+    def _grace_left(self) -> float:
+        assert self._loop is not None
+        return max(0.0, self._stop_deadline - self._loop.time())
+
+    async def _unless_hurried(self, awaitable: Awaitable[object], timeout: float) -> None:
+        """Wait for ``awaitable`` until the timeout or a second stop request, whichever is first."""
+        assert self._hurry is not None
+        waiting = asyncio.ensure_future(awaitable)
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait([waiting, hurry], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        hurry.cancel()
 
     async def _requeue(self, ids: list[int]) -> None:
         try:
