@@ -42,6 +42,33 @@ async def test_enqueue_in_its_own_transaction_returns_the_job(pgq: PgQueue, db) 
     assert stored is not None and stored.args == [42] and stored.status == JobStatus.QUEUED
 
 
+async def test_workers_are_woken_once_per_statement_at_commit_and_only_for_ready_jobs(
+    pgq: PgQueue, database_url: str, db
+) -> None:
+    """Each notification names its queue, so the first one to arrive proves the others never came:
+    a rolled-back enqueue and a job scheduled for later wake nobody."""
+    send = define(pgq)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await db.add_listener("pgqueue_jobs", lambda *args: heard.put_nowait(args[-1]))
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await send.using(conn, queue="rolled-back").enqueue(1)
+                raise RuntimeError("the request failed")
+        await send.using(conn, queue="later", delay=3600).enqueue(2)
+        async with conn.transaction():
+            await send.using(conn, queue="bulk").enqueue_many([3, 4, 5])
+            await send.using(conn, queue="bulk").enqueue(6)
+        await send.using(conn, queue="last").enqueue(7)
+    finally:
+        await conn.close()
+    assert [await asyncio.wait_for(heard.get(), 30) for _ in range(2)] == [
+        "queued:bulk",  # the transaction's two statements, one wake-up (same payload, same commit)
+        "queued:last",
+    ]
+
+
 async def test_asyncpg_transaction_commit_and_rollback(pgq: PgQueue, database_url: str, db) -> None:
     send = define(pgq)
     conn = await asyncpg.connect(database_url)
@@ -155,6 +182,9 @@ async def test_enqueue_many_is_one_statement(pgq: PgQueue, database_url: str, db
     assert jobs[2].kwargs == {"user_id": 3}
     assert [job.id for job in jobs] == sorted(job.id for job in jobs)
     assert await count_jobs(db) == 4
+    assert jobs == [await pgq.get_job(job.id) for job in jobs]  # what was returned is what was stored
+    later = await send.using(delay=60, priority=3, max_attempts=2).enqueue_many([5, 6])
+    assert later == [await pgq.get_job(job.id) for job in later]
 
 
 async def test_enqueue_by_name_without_the_function(pgq: PgQueue, db) -> None:

@@ -312,9 +312,11 @@ class Worker:
                     logger.info("worker %s: nothing left to claim (burst mode)", self.id)
                     self._request_stop()
                     break
-                if not rows or not self._running:
-                    await _first(self._wake, self._stopping, self._slot_freed if self.burst else None,
-                                 timeout=self.pgq.settings.poll_interval)
+                # Fewer rows than asked for: the queue had no more. Wait for news (a notification
+                # that came during the claim has set _wake again) rather than asking again at once;
+                # the jobs just claimed start meanwhile.
+                await _first(self._wake, self._stopping, self._slot_freed if self.burst else None,
+                             timeout=self.pgq.settings.poll_interval)
         finally:
             await claims.close()
 

@@ -99,22 +99,6 @@ UPGRADE = [
         last_slot timestamptz NOT NULL
     )
     """,
-    # Wake workers when queued jobs are inserted by any path (pgqueue, raw SQL, COPY):
-    # once per statement and queue, delivered at commit.
-    """
-    CREATE FUNCTION {s}.notify_inserted_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM pg_notify('{s}_jobs', 'queued:' || queue)
-        FROM (SELECT DISTINCT queue FROM inserted_jobs WHERE status = 'queued') q;
-        RETURN NULL;
-    END
-    $$
-    """,
-    """
-    CREATE TRIGGER jobs_notify_insert AFTER INSERT ON {s}.jobs
-        REFERENCING NEW TABLE AS inserted_jobs
-        FOR EACH STATEMENT EXECUTE FUNCTION {s}.notify_inserted_jobs()
-    """,
 ]
 
 DOWNGRADE = [
@@ -123,7 +107,6 @@ DOWNGRADE = [
     "DROP TABLE {s}.workers",
     "DROP TABLE {s}.job_logs",
     "DROP TABLE {s}.jobs",
-    "DROP FUNCTION {s}.notify_inserted_jobs()",
     "DROP TYPE {s}.job_status",
 ]
 
