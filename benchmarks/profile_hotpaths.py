@@ -9,7 +9,6 @@ Each part runs in a fresh database ``<prefix>prof`` (dropped afterwards), in thi
 * enqueue_one / enqueue_many: µs per job of
     - the public API (``noop.using(conn).enqueue(i)`` / ``.enqueue_many(ids)``),
     - pgqueue's own INSERT statement sent directly with ready-made parameters (= SQL + round trip),
-    - the same with the NOTIFY trigger disabled (= what the trigger costs),
     - raw asyncpg's INSERT (contestants/raw.py) and ``SELECT 1`` (a bare round trip);
   API minus statement = pgqueue's Python overhead per job. Then the top functions of a cProfile
   of the API loop.
@@ -185,10 +184,10 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
     label = "enqueue_many" if many else "enqueue_one"
 
     def params(ids: list[int]) -> list[Any]:
-        k = len(ids)
-        return [[noop.name] * k, [noop.queue] * k, [noop.priority] * k,
-                [json.dumps([i]) for i in ids], ["{}"] * k, [noop.max_attempts] * k,
-                [None] * k, [None] * k]
+        """The insert's parameters, made ready without the API (see ``Statements.insert``)."""
+        args = json.dumps([[i] for i in ids]) if len(ids) > 1 else json.dumps([ids[0]])
+        kwargs = json.dumps([{}] * len(ids)) if len(ids) > 1 else "{}"
+        return [noop.name, noop.queue, noop.priority, args, kwargs, noop.max_attempts, None, None]
 
     # Each variant runs in blocks, interleaved round-robin, so drifts of a shared box (other
     # processes' fsyncs, checkpoints) hit them alike; the median block is reported.
@@ -207,17 +206,11 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
     async def statement(ids: list[int]) -> None:
         if many:
             for s in range(0, len(ids), bulk):
-                await conn.fetch(st.insert_jobs, *params(ids[s:s + bulk]))
+                chunk = ids[s:s + bulk]
+                await conn.fetch(st.insert(many=len(chunk) > 1, unique=False), *params(chunk))
         else:
             for i in ids:
-                await conn.fetch(st.insert_jobs, *params([i]))
-
-    async def statement_no_trigger(ids: list[int]) -> None:
-        await conn.execute(f"ALTER TABLE {SCHEMA}.jobs DISABLE TRIGGER jobs_notify_insert")
-        try:
-            await statement(ids)
-        finally:
-            await conn.execute(f"ALTER TABLE {SCHEMA}.jobs ENABLE TRIGGER jobs_notify_insert")
+                await conn.fetch(st.insert(many=False, unique=False), *params([i]))
 
     async def raw(ids: list[int]) -> None:
         if many:
@@ -244,7 +237,7 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
                 await conn.execute("RESET synchronous_commit")
         return run
 
-    variants = {"api": api, "statement": statement, "statement, no trigger": statement_no_trigger,
+    variants = {"api": api, "statement": statement,
                 "raw INSERT": raw, "SELECT 1" + (" per chunk" if many else ""): select1,
                 "api, no WAL flush": no_flush(api), "statement, no WAL flush": no_flush(statement),
                 "raw INSERT, no WAL flush": no_flush(raw)}
@@ -270,8 +263,6 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
         py = results["api"] - results["statement"]
         print(f"  {'=> pgqueue Python overhead':28s} {py * 1e6:8.1f} µs/job   "
               f"({py / results['api'] * 100:.0f}% of the API time)")
-        trig = results["statement"] - results["statement, no trigger"]
-        print(f"  {'=> NOTIFY trigger':28s} {trig * 1e6:8.1f} µs/job")
         py = results["api, no WAL flush"] - results["statement, no WAL flush"]
         print(f"  {'=> Python overhead, no flush':28s} {py * 1e6:8.1f} µs/job")
         py = cpu["api"] - cpu["statement"]
@@ -361,15 +352,6 @@ async def part_drain_plain(base: str, db: str, spec: str, n: int, bulk: int) -> 
 
 # --------------------------------------------------------------------------- sql
 
-def without_notify(statement: str, keep: str) -> str | None:
-    """A diagnostic copy of a pgqueue statement without its trailing NOTIFY CTEs (told_watchers,
-    woke_workers): what those notifications cost. None if the statement no longer has that shape."""
-    i = statement.find("), told_watchers AS (")
-    if i < 0:
-        return None
-    return statement[:i] + ")\n" + keep
-
-
 async def part_sql(dsn: str, backlog: int, rounds: int) -> None:
     """Client-side time of each statement (round trip included), interleaved, median of rounds."""
     from pgqueue.migrate import upgrade
@@ -388,14 +370,10 @@ async def part_sql(dsn: str, backlog: int, rounds: int) -> None:
         pgq, _noop, _ = _make_queue(dsn)
         st = pgq.statements
         wid = await conn.fetchval(st.register_worker, "profiler", os.getpid(), None, 100)
-        claim_all_quiet = without_notify(st.claim_from_all_queues, "SELECT * FROM claimed")
-        complete_quiet = without_notify(st.complete, "SELECT id FROM written")
         claims = {
             "pgqueue claim_from_all_queues": (st.claim_from_all_queues, None),
             "pgqueue claim_from_queues": (st.claim_from_queues, ["default"]),
         }
-        if claim_all_quiet:
-            claims["  same (all queues), without its NOTIFY"] = (claim_all_quiet, None)
         times: dict[str, list[float]] = {}
 
         async def timed(label: str, coro) -> Any:
@@ -411,11 +389,7 @@ async def part_sql(dsn: str, backlog: int, rounds: int) -> None:
                     k = len(rows)
                     args = ([row["id"] for row in rows], [row["attempts"] for row in rows],
                             ["succeeded"] * k, [None] * k, [None] * k, [0.0] * k)
-                    if label.startswith("pgqueue claim_from_all") or not complete_quiet:
-                        await timed(f"pgqueue complete({size})", conn.fetch(st.complete, *args))
-                    else:
-                        await timed(f"  complete({size}), without its NOTIFYs",
-                                    conn.fetch(complete_quiet, *args))
+                    await timed(f"pgqueue complete({size})", conn.fetch(st.complete, *args))
                 rows = await timed(f"raw CLAIM_MANY({size})", conn.fetch(CLAIM_MANY, "default", size))
                 await timed(f"raw DONE_MANY({size})", conn.execute(DONE_MANY, [row["id"] for row in rows]))
                 if size == 1:

@@ -210,7 +210,7 @@ METHOD = """\
   `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING` + mark-done
   UPDATE; `c32` = the same with 32 concurrent loops over a 4-connection pool;
   `batch100` = claim 100 per statement, complete with one `UPDATE … WHERE id = ANY($1)`.
-  Its enqueue has no NOTIFY trigger (the libraries' enqueues do); the trigger is
+  Its enqueue sends no NOTIFY (the libraries' enqueues do); a NOTIFY trigger is
   installed only for its latency run. `raw` rows are the physical limit of this box.
 - **pgqueue** is driven through its public API only (`benchmarks/contestants/pgqueue.py`):
   `noop.using(conn).enqueue(i)` / `.enqueue_many(ids)` on the producer's one asyncpg
