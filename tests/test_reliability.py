@@ -310,7 +310,7 @@ async def test_a_worker_stopping_while_the_database_is_down_exits_and_its_job_is
                 await started.wait()
                 await asyncio.to_thread(server.stop)
                 gate.set()
-            assert "could not be written" in caplog.text
+            assert "were not written before stopping" in caplog.text
 
             await asyncio.to_thread(server.start)
             async with pgq.worker():

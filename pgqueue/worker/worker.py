@@ -440,8 +440,8 @@ class Worker:
         await self._unless_hurried(self._completer.drained(), max(self._grace_left(), 5.0))
         unwritten = len(self._held)  # nothing runs or waits to start any more
         if unwritten:
-            logger.warning("worker %s: the outcomes of %s finished job(s) could not be written "
-                           "(database unavailable); they will be rescued and run again after %s s",
+            logger.warning("worker %s: the outcomes of %s finished job(s) were not written before "
+                           "stopping; they will be rescued and run again after %s s",
                            self.id, unwritten, self.pgq.settings.rescue_after)
 
     def _grace_left(self) -> float:
