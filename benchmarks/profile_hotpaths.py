@@ -281,20 +281,27 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
 
 # --------------------------------------------------------------------------- drain
 
-async def part_drain(base: str, db: str, spec: str, n: int, bulk: int, n_top: int) -> None:
+async def _prefilled(base: str, db: str, spec: str, n: int, bulk: int) -> tuple[Any, str, int, dict]:
+    """A fresh database ``db`` holding ``n`` queued jobs of ``spec`` (contestant:variant), settled;
+    returns the contestant, the DSN, the variant's concurrency and its other options."""
     name, variant = spec.split(":", 1)
     c = load(name)
     opts = dict(c.drain_variants[variant])
     concurrency = opts.pop("concurrency")
     await recreate_database(base, db)
     dsn = db_dsn(base, db)
+    await c.install(dsn, "drain")
+    await c.open_producer(dsn)
+    for s in range(0, n, bulk):
+        await c.enqueue_many(list(range(s, min(n, s + bulk))))
+    await c.close_producer()
+    await settle(dsn)
+    return c, dsn, concurrency, opts
+
+
+async def part_drain(base: str, db: str, spec: str, n: int, bulk: int, n_top: int) -> None:
     try:
-        await c.install(dsn, "drain")
-        await c.open_producer(dsn)
-        for s in range(0, n, bulk):
-            await c.enqueue_many(list(range(s, min(n, s + bulk))))
-        await c.close_producer()
-        await settle(dsn)
+        c, dsn, concurrency, opts = await _prefilled(base, db, spec, n, bulk)
         stats_conn = await asyncpg.connect(dsn)
         x0 = await xact_commits(stats_conn)
         pg0, cpu0, t0 = postgres_cpu_s(), time.process_time(), time.perf_counter()
@@ -319,19 +326,8 @@ async def part_drain(base: str, db: str, spec: str, n: int, bulk: int, n_top: in
 
 async def part_drain_plain(base: str, db: str, spec: str, n: int, bulk: int) -> None:
     """The same without cProfile: honest CPU split."""
-    name, variant = spec.split(":", 1)
-    c = load(name)
-    opts = dict(c.drain_variants[variant])
-    concurrency = opts.pop("concurrency")
-    await recreate_database(base, db)
-    dsn = db_dsn(base, db)
     try:
-        await c.install(dsn, "drain")
-        await c.open_producer(dsn)
-        for s in range(0, n, bulk):
-            await c.enqueue_many(list(range(s, min(n, s + bulk))))
-        await c.close_producer()
-        await settle(dsn)
+        c, dsn, concurrency, opts = await _prefilled(base, db, spec, n, bulk)
         stats_conn = await asyncpg.connect(dsn)
         x0 = await xact_commits(stats_conn)
         backends = BackendCpu(stats_conn)
