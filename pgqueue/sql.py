@@ -87,7 +87,7 @@ class Statements:
 
         All rows share one queue and one run_at, so one ``queued:`` wake-up per statement serves
         them all (none when they are scheduled for later). It is sent by the statement itself rather
-        than by a trigger: a statement trigger with a transition table cost a tenth of a single
+        than by a trigger: a statement trigger with a transition table cost about 7% of a single
         enqueue's time.
         """
         return self._inserts[(many, unique)]
