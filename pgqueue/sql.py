@@ -274,6 +274,14 @@ class Statements:
         Arrays, in order: id, attempt, new status, result JSON, error, retry delay in seconds.
         A row is written only if that very run still holds the job (status running, same attempt):
         a job rescued, cancelled or re-claimed meanwhile is left alone.
+
+        Returns one row: ``ids``, the jobs written (NULL if none); ``event``, the status event to
+        announce for them; ``queues``, the queues that got a job back to run now. Built here, one
+        row decodes in a fraction of the time of a row per job.
+
+        ``id = ANY($1)`` bounds the scan of the primary key by the batch whatever the plan, so
+        the worker keeps one generic plan even if it was made on an empty table (see
+        ``Completer``).
         """
         return self._format(
             """
@@ -294,10 +302,15 @@ class Statements:
                 -- status as text: the partial index of running jobs must not be used here; it is
                 -- full of entries for jobs long finished until a vacuum, and the primary key
                 -- reaches these rows directly.
-                WHERE j.id = o.id AND j.attempts = o.attempt AND j.status::text = 'running'
-                RETURNING j.id, j.status::text AS status, j.queue
+                WHERE j.id = ANY($1::bigint[]) AND j.id = o.id AND j.attempts = o.attempt
+                  AND j.status::text = 'running'
+                RETURNING j.id, o.status, j.queue
             )
-            SELECT * FROM written
+            SELECT array_agg(id) AS ids,
+                   json_build_object('kind', 'status',
+                                     'jobs', json_agg(json_build_array(id, status)))::text AS event,
+                   array_agg(DISTINCT queue) FILTER (WHERE status = 'queued') AS queues
+            FROM written
             """
         )
 
@@ -571,6 +584,7 @@ WITH RECURSIVE queues AS (
     UPDATE {s}.jobs j
     SET status = 'running', attempts = j.attempts + 1, started_at = now(), worker_id = $3
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    -- Worker._start unpacks these columns in this order.
     RETURNING j.id, j.task, j.queue, jsonb_build_array(j.args, j.kwargs)::text AS call,
               j.priority, j.attempts, j.max_attempts, j.run_at, j.created_at, j.started_at,
               j.unique_key

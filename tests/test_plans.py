@@ -1,8 +1,9 @@
 """The hot path's query plans stay index scans bounded by the batch, however big the table grows.
 
-Plans are checked the way the worker runs them: the claim with its generic plan and no seq scans,
-the completion planned per call; on a table with many finished rows and many queued ones, never
-analyzed (autovacuum may be off), so the planner sees what a fresh production table shows it.
+The worker keeps one generic plan per statement for the life of its connection, made on whatever
+the table held when it first ran, so each plan is checked that way: prepared on the server while
+the table holds only a batch, then explained again, unchanged, once the table holds many finished
+and many queued rows (never analyzed: autovacuum may be off).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from typing import Any
 import asyncpg
 
 from pgqueue.database import _SERVER_SETTINGS
+from pgqueue.sql import Statements
 
 FINISHED = 50_000
 QUEUED = 5_000
 BATCH = 50
+
+statements = Statements("pgqueue")
 
 
 def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -39,70 +43,90 @@ async def _fill(db: asyncpg.Connection) -> None:
     )
 
 
-async def _explain(conn: asyncpg.Connection, statement: str, *args: Any) -> dict[str, Any]:
-    """EXPLAIN ANALYZE in a transaction that is rolled back (the claim writes)."""
+async def _generic_plan(conn: asyncpg.Connection, name: str, arguments: str) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of prepared statement ``name``'s cached generic plan, in a transaction that
+    is rolled back (the statements write). ``EXPLAIN EXECUTE`` with literal arguments is the way
+    to see that plan: an EXPLAIN sent with bound parameters is planned for those values."""
     tx = conn.transaction()
     await tx.start()
     try:
-        # A named prepared statement, executed as the worker executes it (generic plan forced).
-        prepared = await conn.prepare(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}")
-        result = await prepared.fetchval(*args)
+        result = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({arguments})")
     finally:
         await tx.rollback()
     return json.loads(result)[0]["Plan"]
 
 
-async def test_claim_is_an_index_scan_bounded_by_the_batch(database_url: str, db) -> None:
-    from pgqueue.sql import Statements
-
-    await _fill(db)
-    statements = Statements("pgqueue")
-    conn = await asyncpg.connect(
+async def _worker_connection(database_url: str, **settings: str) -> asyncpg.Connection:
+    return await asyncpg.connect(
         database_url,
         server_settings={**_SERVER_SETTINGS, "plan_cache_mode": "force_generic_plan",
-                         "enable_seqscan": "off"},
+                         "enable_seqscan": "off", **settings},
     )
+
+
+def _job_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "jobs" and "Scan" in n["Node Type"]]
+    assert scans, plan
+    assert all(n["Node Type"] != "Seq Scan" for n in scans), scans
+    return scans
+
+
+async def test_claim_is_an_index_scan_bounded_by_the_batch(database_url: str, db) -> None:
+    await db.execute("INSERT INTO pgqueue.jobs (task, queue) SELECT 't', 'q1' "
+                     "FROM generate_series(1, $1)", BATCH)
+    conn = await _worker_connection(database_url)  # as Worker._claim_loop opens it
     try:
-        for statement, queues in (
-            (statements.claim_from_all_queues, None),
-            (statements.claim_from_queues, ["q1", "q2"]),
-        ):
-            plan = await _explain(conn, statement, queues, BATCH, 1)
-            scans = [n for n in _nodes(plan)
-                     if n.get("Relation Name") == "jobs" and "Scan" in n["Node Type"]]
-            assert scans, plan
-            assert all(n["Node Type"] != "Seq Scan" for n in scans), scans
-            claim_scans = [n for n in scans if n.get("Index Name") == "jobs_claim"
-                           and n["Node Type"] == "Index Scan"]
-            assert claim_scans
-            # Each queue's scan stops at the batch: it reads what it claims, not the table.
-            assert all(n["Actual Rows"] <= BATCH for n in claim_scans), claim_scans
-            updates = [n for n in _nodes(plan) if n["Node Type"] == "ModifyTable"]
-            assert updates and updates[0]["Actual Rows"] == BATCH
+        await conn.execute(f"PREPARE claim_all(text[], int, bigint) AS "
+                           f"{statements.claim_from_all_queues}")
+        await conn.execute(f"PREPARE claim_some(text[], int, bigint) AS "
+                           f"{statements.claim_from_queues}")
+        for filled in (False, True):
+            if filled:
+                await _fill(db)
+            for name, queues in (("claim_all", "NULL"), ("claim_some", "ARRAY['q1', 'q2']")):
+                plan = await _generic_plan(conn, name, f"{queues}, {BATCH}, 1")
+                claim_scans = [n for n in _job_scans(plan) if n.get("Index Name") == "jobs_claim"
+                               and n["Node Type"] == "Index Scan"]
+                assert claim_scans
+                # Each queue's scan stops at the batch: it reads what it claims, not the table.
+                assert all(n["Actual Rows"] <= BATCH for n in claim_scans), claim_scans
+                updates = [n for n in _nodes(plan) if n["Node Type"] == "ModifyTable"]
+                assert updates and updates[0]["Actual Rows"] == BATCH
     finally:
         await conn.close()
 
 
 async def test_completion_reaches_rows_through_the_primary_key(database_url: str, db) -> None:
-    from pgqueue.sql import Statements
-
-    await _fill(db)
-    statements = Statements("pgqueue")
-    ids = [r["id"] for r in await db.fetch(
-        "UPDATE pgqueue.jobs SET status = 'running', attempts = 1 WHERE id IN "
-        "(SELECT id FROM pgqueue.jobs WHERE status = 'queued' LIMIT $1) RETURNING id", BATCH)]
-    conn = await asyncpg.connect(
-        database_url,
-        server_settings={**_SERVER_SETTINGS, "plan_cache_mode": "force_custom_plan",
-                         "enable_seqscan": "off"},
-    )
+    await db.execute("INSERT INTO pgqueue.jobs (task, status, attempts) SELECT 't', 'running', 1 "
+                     "FROM generate_series(1, $1)", BATCH)
+    conn = await _worker_connection(database_url, enable_nestloop="off")  # as Completer opens it
     try:
-        n = len(ids)
-        plan = await _explain(conn, statements.complete, ids, [1] * n, ["succeeded"] * n,
-                              [None] * n, [None] * n, [0.0] * n)
+        await conn.execute("PREPARE complete(bigint[], int[], text[], text[], text[], float8[]) "
+                           f"AS {statements.complete}")
+        for filled in (False, True):
+            if filled:
+                await _fill(db)
+                await db.execute("UPDATE pgqueue.jobs SET status = 'running', attempts = 1 "
+                                 "WHERE id IN (SELECT id FROM pgqueue.jobs WHERE status = 'queued' "
+                                 "LIMIT $1)", BATCH)
+            ids = await db.fetchval("SELECT array_agg(id) FROM pgqueue.jobs "
+                                    "WHERE status = 'running'")
+            assert len(ids) == BATCH
+            plan = await _generic_plan(
+                conn, "complete",
+                f"'{{{','.join(map(str, ids))}}}', array_fill(1, ARRAY[{BATCH}]), "
+                f"array_fill('succeeded'::text, ARRAY[{BATCH}]), "
+                f"array_fill(NULL::text, ARRAY[{BATCH}]), array_fill(NULL::text, ARRAY[{BATCH}]), "
+                f"array_fill(0::float8, ARRAY[{BATCH}])",
+            )
+            scans = _job_scans(plan)
+            assert [node.get("Index Name") for node in scans] == ["jobs_pkey"], scans
+            assert sum(node["Actual Rows"] * node["Actual Loops"] for node in scans) == BATCH
+            # The outcomes are read once, not once per row.
+            unnest = [n for n in _nodes(plan) if n["Node Type"] == "Function Scan"]
+            assert [n["Actual Loops"] for n in unnest] == [1], unnest
+            updates = [n for n in _nodes(plan) if n["Node Type"] == "ModifyTable"]
+            assert updates[0]["Actual Rows"] == BATCH
+            await db.execute("UPDATE pgqueue.jobs SET status = 'succeeded' WHERE status = 'running'")
     finally:
         await conn.close()
-    scans = [node for node in _nodes(plan)
-             if node.get("Relation Name") == "jobs" and "Scan" in node["Node Type"]]
-    assert [node.get("Index Name") for node in scans] == ["jobs_pkey"], scans
-    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in scans) == BATCH

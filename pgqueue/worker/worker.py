@@ -352,28 +352,13 @@ class Worker:
             self._start(row)
 
     def _start(self, row: asyncpg.Record) -> None:
-        args, kwargs = json.loads(row["call"])  # one parse for both
-        job = Job(
-            id=row["id"],
-            task=row["task"],
-            queue=row["queue"],
-            status=JobStatus.RUNNING,
-            args=args,
-            kwargs=kwargs,
-            priority=row["priority"],
-            attempts=row["attempts"],
-            max_attempts=row["max_attempts"],
-            run_at=row["run_at"],
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            finished_at=None,
-            result=None,
-            error=None,
-            progress=None,
-            progress_message=None,
-            unique_key=row["unique_key"],
-            worker_id=self.id,
-        )
+        # Unpacked in the claim's column order: cheaper than a lookup per field, paid per job.
+        (job_id, task_name, queue, call, priority, attempts, max_attempts, run_at, created_at,
+         started_at, unique_key) = row
+        args, kwargs = json.loads(call)  # one parse for both
+        job = Job(job_id, task_name, queue, JobStatus.RUNNING, args, kwargs, priority, attempts,
+                  max_attempts, run_at, created_at, started_at, None, None, None, None, None,
+                  unique_key, self.id)
         ctx = JobContext(job, self._reporter)
         task = asyncio.create_task(self._run_job(job, ctx), name=f"pgqueue-job-{job.id}")
         self._running[job.id] = _Running(job, ctx, task)
