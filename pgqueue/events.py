@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,15 @@ Event = dict[str, Any]
 have been missed and a watcher should re-read what it shows."""
 
 _QUEUE_SIZE = 1000
+_STATUS_CHANGES_PER_EVENT = 250  # keeps each payload well under NOTIFY's 8000 bytes
+
+
+def status_events(changes: Sequence[tuple[int, str]]) -> list[str]:
+    """NOTIFY payloads announcing status changes ``(job id, status)``, in order."""
+    return [
+        json.dumps({"kind": "status", "jobs": changes[i : i + _STATUS_CHANGES_PER_EVENT]})
+        for i in range(0, len(changes), _STATUS_CHANGES_PER_EVENT)
+    ]
 
 
 class EventHub:

@@ -1,7 +1,8 @@
 """Write the outcomes of finished jobs in batches: one statement for many jobs.
 
 A finished job frees its slot at once; its outcome waits here while the previous batch is being
-written, and goes with the next. If the database is away the outcomes stay here and are written
+written, and goes with the next. The "running" events of jobs started since the last report go
+out with the batch's status events, after the outcomes commit. If the database is away the outcomes stay here and are written
 when it is back; a job that another worker rescued meanwhile is left alone by the statement's
 guard.
 """
@@ -15,13 +16,15 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from ..database import CONNECTION_ERRORS, Backoff, DedicatedConnection
+from ..events import status_events
 from ..queue import PgQueue
 from .executor import Outcome
 from .outage import OutageLog
+from .reporter import Reporter
 
 logger = logging.getLogger("pgqueue.worker")
 
-MAX_BATCH = 250  # keeps the status notification of one batch well under NOTIFY's 8000 bytes
+MAX_BATCH = 250  # outcomes per statement: a bounded statement, and a long outage's backlog in steps
 
 
 class Completer:
@@ -29,11 +32,11 @@ class Completer:
         self,
         pgq: PgQueue,
         on_written: Callable[[list[Outcome]], Awaitable[None]],
-        before_write: Callable[[], Awaitable[None]],
+        reporter: Reporter,
     ) -> None:
         self._pgq = pgq
         self._on_written = on_written
-        self._before_write = before_write
+        self._reporter = reporter
         self._pending: list[Outcome] = []
         self._has_work = asyncio.Event()
         self._idle = asyncio.Event()
@@ -77,19 +80,21 @@ class Completer:
             if not self._pending:
                 self._idle.set()
 
-    async def _announce(self, written: asyncpg.Record) -> None:
-        if written["ids"] is None:
+    async def _announce(self, started: list[int], written: asyncpg.Record) -> None:
+        changes = [(job_id, "running") for job_id in started]
+        if written["ids"] is not None:
+            changes += zip(written["ids"], written["statuses"], strict=True)
+        if not changes:
             return
         try:
-            await self._conn.fetch(self._pgq.statements.announce, written["event"],
+            await self._conn.fetch(self._pgq.statements.announce, status_events(changes),
                                    written["queues"] or [])
         except CONNECTION_ERRORS as exc:
             # Watchers re-read on reconnect and workers poll: a missed hint delays, loses nothing.
             self._outage.failed(exc)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        # What a task reported just before it returned goes out before its final status.
-        await self._before_write()
+        started = await self._reporter.flush_ahead_of_outcomes()
         rows = [outcome.row for outcome in batch]
         columns = [list(column) for column in zip(*rows, strict=True)]
         backoff = Backoff()
@@ -105,7 +110,7 @@ class Completer:
                 logger.exception("could not write %s job outcome(s); retrying", len(batch))
                 await asyncio.sleep(backoff.next_delay())
         self._outage.recovered()
-        await self._announce(written)
+        await self._announce(started, written)
         written_ids = set(written["ids"] or ())
         for outcome in batch:
             outcome.recorded = outcome.job.id in written_ids

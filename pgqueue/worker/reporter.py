@@ -8,13 +8,13 @@ from their threads, hence the lock.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 
 import asyncpg
 
 from ..database import CONNECTION_ERRORS
+from ..events import status_events
 from ..queue import PgQueue
 from .outage import OutageLog
 
@@ -52,21 +52,32 @@ class Reporter:
     async def flush(self) -> None:
         """Write what was reported so far (waiting for a write already under way)."""
         async with self._writing:
-            await self._write()
+            await self._write(self._take_started())
 
-    async def _write(self) -> None:
+    async def flush_ahead_of_outcomes(self) -> list[int]:
+        """Write the progress and log lines reported so far, so that a task's last words go out
+        before its final status; return the jobs started since the last write, for the caller to
+        announce with the outcomes it is about to write (one NOTIFY transaction, not two)."""
+        async with self._writing:
+            started = self._take_started()
+            await self._write([])
+            return started
+
+    def _take_started(self) -> list[int]:
+        started, self._started = self._started, []
+        return started
+
+    async def _write(self, started: list[int]) -> None:
         with self._lock:
             progress, self._progress = self._progress, {}
             logs, self._logs = self._logs, []
-            started, self._started = self._started, []
         if not progress and not logs and not started:
             return
         try:
             async with self._pgq.acquire() as conn:
-                for chunk in range(0, len(started), 300):  # NOTIFY payloads stay under 8000 bytes
-                    event = {"kind": "status",
-                             "jobs": [[job_id, "running"] for job_id in started[chunk:chunk + 300]]}
-                    await conn.execute(self._pgq.statements.announce, json.dumps(event), [])
+                if started:
+                    events = status_events([(job_id, "running") for job_id in started])
+                    await conn.execute(self._pgq.statements.announce, events, [])
                 if progress:
                     ids = list(progress)
                     await conn.execute(

@@ -158,7 +158,7 @@ class Worker:
         opened_here = not self.pgq.is_open
         await self.pgq.open()
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="pgqueue-job")
-        self._completer = Completer(self.pgq, self._settled, self._reporter.flush)
+        self._completer = Completer(self.pgq, self._settled, self._reporter)
         listener = Listener(
             self.pgq.settings.dsn or "",
             [self.pgq.statements.jobs_channel],
