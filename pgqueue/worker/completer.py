@@ -1,10 +1,10 @@
 """Write the outcomes of finished jobs in batches: one statement for many jobs.
 
 A finished job frees its slot at once; its outcome waits here while the previous batch is being
-written, and goes with the next. The "running" events of jobs started since the last report go
-out with the batch's status events, after the outcomes commit. If the database is away the outcomes stay here and are written
+written, and goes with the next. If the database is away the outcomes stay here and are written
 when it is back; a job that another worker rescued meanwhile is left alone by the statement's
-guard.
+guard. Once a batch commits, its status events go out in one statement, led by the "running"
+events of the jobs started since the last report.
 """
 
 from __future__ import annotations
