@@ -3,13 +3,15 @@
 A finished job frees its slot at once; its outcome waits here while the previous batch is being
 written, and goes with the next. If the database is away the outcomes stay here and are written
 when it is back; a job that another worker rescued meanwhile is left alone by the statement's
-guard. Once a batch commits, its status events go out in one statement, led by the "running"
-events of the jobs started since the last report.
+guard. Once a batch commits its status events go out, led by the "running" events of the jobs
+started since the last report: at once after a quiet spell, else gathered over ``ANNOUNCE_EVERY``
+so that under load one NOTIFY transaction serves many batches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +27,9 @@ from .reporter import Reporter
 logger = logging.getLogger("pgqueue.worker")
 
 MAX_BATCH = 250  # outcomes per statement: a bounded statement, and a long outage's backlog in steps
+# Status events go out at once after a quiet spell, else at most this often (seconds): under load
+# one NOTIFY transaction serves many batches instead of one each.
+ANNOUNCE_EVERY = 0.02
 
 
 class Completer:
@@ -42,6 +47,10 @@ class Completer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._outage = OutageLog(logger, "writing job outcomes")
+        self._changes: list[tuple[int, str]] = []  # status changes not announced yet, in order
+        self._wake: set[str] = set()  # queues that got a job back to run now, not announced yet
+        self._announcing = asyncio.Lock()
+        self._announced_at = -ANNOUNCE_EVERY
         # One generic plan, made once: planning this statement per call cost more than running
         # it. Without seq scans and nested loops that plan is the same on an empty table and a
         # huge one: the primary key finds the batch's rows, a hash join pairs them with their
@@ -63,6 +72,9 @@ class Completer:
         await self._idle.wait()
 
     async def close(self) -> None:
+        """Announce what is left (when every outcome was written), then let go of the connection."""
+        if self._idle.is_set():
+            await self._announce()
         await self._conn.close()
 
     async def run(self) -> None:
@@ -72,26 +84,42 @@ class Completer:
         so batches grow with the load by themselves, and a lone job is written at once.
         """
         while True:
-            await self._has_work.wait()
-            self._has_work.clear()
+            await self._next_work()
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 await self._write(batch)
             if not self._pending:
                 self._idle.set()
 
-    async def _announce(self, started: list[int], written: asyncpg.Record) -> None:
-        changes = [(job_id, "running") for job_id in started]
-        if written["ids"] is not None:
-            changes += zip(written["ids"], written["statuses"], strict=True)
-        if not changes:
-            return
-        try:
-            await self._conn.fetch(self._pgq.statements.announce, status_events(changes),
-                                   written["queues"] or [])
-        except CONNECTION_ERRORS as exc:
-            # Watchers re-read on reconnect and workers poll: a missed hint delays, loses nothing.
-            self._outage.failed(exc)
+    async def _next_work(self) -> None:
+        """Wait for outcomes to write, announcing held-back events when they fall due."""
+        while not self._has_work.is_set():
+            if not self._changes and not self._wake:
+                await self._has_work.wait()
+                break
+            due_in = self._announced_at + ANNOUNCE_EVERY - asyncio.get_running_loop().time()
+            if due_in <= 0:
+                await self._announce()
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(due_in):
+                    await self._has_work.wait()
+        self._has_work.clear()
+
+    async def _announce(self) -> None:
+        async with self._announcing:
+            changes, self._changes = self._changes, []
+            queues, self._wake = sorted(self._wake), set()
+            if not changes and not queues:
+                return
+            self._announced_at = asyncio.get_running_loop().time()
+            try:
+                await self._conn.fetch(self._pgq.statements.announce, status_events(changes),
+                                       queues)
+            except CONNECTION_ERRORS as exc:
+                # Watchers re-read on reconnect and workers poll: a missed hint delays, loses
+                # nothing.
+                self._outage.failed(exc)
 
     async def _write(self, batch: list[Outcome]) -> None:
         started = await self._reporter.flush_ahead_of_outcomes()
@@ -110,7 +138,12 @@ class Completer:
                 logger.exception("could not write %s job outcome(s); retrying", len(batch))
                 await asyncio.sleep(backoff.next_delay())
         self._outage.recovered()
-        await self._announce(started, written)
+        self._changes += [(job_id, "running") for job_id in started]
+        if written["ids"] is not None:
+            self._changes += zip(written["ids"], written["statuses"], strict=True)
+            self._wake.update(written["queues"] or ())
+        if asyncio.get_running_loop().time() >= self._announced_at + ANNOUNCE_EVERY:
+            await self._announce()
         written_ids = set(written["ids"] or ())
         for outcome in batch:
             outcome.recorded = outcome.job.id in written_ids
