@@ -84,6 +84,10 @@ class EnqueueOptions:
         return None
 
 
+# Frozen, so every enqueue without options shares it instead of building and checking its own.
+_NO_OPTIONS = EnqueueOptions()
+
+
 class Task:
     """A function registered with a ``PgQueue``; see ``PgQueue.task``."""
 
@@ -133,7 +137,7 @@ class Task:
         """Enqueue through ``conn`` (in its transaction) and/or with per-job options:
         ``delay``, ``run_at``, ``priority``, ``queue``, ``max_attempts``, ``unique_key``."""
         try:
-            opts = EnqueueOptions(**options)
+            opts = EnqueueOptions(**options) if options else _NO_OPTIONS
         except TypeError:
             unknown = sorted(set(options) - set(EnqueueOptions.__dataclass_fields__))
             raise TypeError(
@@ -144,11 +148,11 @@ class Task:
 
     async def enqueue(self, *args: Any, **kwargs: Any) -> Job:
         """Write one job in its own short transaction."""
-        return await Enqueuer(self, None, EnqueueOptions()).enqueue(*args, **kwargs)
+        return await Enqueuer(self, None, _NO_OPTIONS).enqueue(*args, **kwargs)
 
     async def enqueue_many(self, calls: Iterable[Any]) -> list[Job]:
         """Write many jobs in one statement; see ``Enqueuer.enqueue_many``."""
-        return await Enqueuer(self, None, EnqueueOptions()).enqueue_many(calls)
+        return await Enqueuer(self, None, _NO_OPTIONS).enqueue_many(calls)
 
     # -- arguments -------------------------------------------------------------------------------
 
@@ -328,10 +332,14 @@ class EncodedCall:
         return self._kwargs_json
 
 
+# Made once: ``json.dumps(..., allow_nan=False)`` would build a new encoder on every call.
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """JSON text, refusing NaN and infinities (PostgreSQL's jsonb has no place for them)."""
     try:
-        return json.dumps(value, allow_nan=False)
+        return _STRICT_JSON.encode(value)
     except ValueError as exc:
         raise ValueError(f"arguments are not valid JSON: {exc}") from None
 
@@ -471,9 +479,9 @@ class _Batch:
         return self.statements.insert(many=many, unique=self.unique_key is not None), params
 
     def took_inserted(self, rows: Sequence[Any]) -> None:
-        ids, created_at = rows[0]["ids"], rows[0]["created_at"]
-        if not ids:
+        if not rows or not rows[0]["ids"]:
             return  # the unique key is taken
+        ids, created_at = rows[0]["ids"], rows[0]["created_at"]
         jobs = self._new_jobs(ids, created_at)
         self.found = jobs if self.unique_key is None else jobs * len(self.encoded)
 
