@@ -1,8 +1,8 @@
 """The worker: claims jobs as slots free up, runs them, and keeps its duties going.
 
-Claiming: one statement takes as many jobs as there are free slots, plus up to one concurrency's
-worth ahead (``FOR UPDATE SKIP LOCKED``), so any number of workers share a queue without running a
-job twice, and a slot that frees up starts its next job without a round trip. The worker sleeps
+Claiming: one statement takes as many jobs as there are free slots, plus a few ahead
+(``FOR UPDATE SKIP LOCKED``), so any number of workers share a queue without running a job twice,
+and a slot that frees up starts its next job without a round trip (how many ahead: ``pace.py``). The worker sleeps
 until a notification says work is ready (or a scheduled job comes due), not on a polling timer.
 Jobs claimed ahead and not started when the worker stops go straight back to the queue.
 
@@ -36,6 +36,7 @@ from ..queue import PgQueue
 from .completer import Completer
 from .executor import Outcome, execute, unknown_task
 from .outage import OutageLog
+from .pace import ClaimPace
 from .reporter import Reporter
 from .services import Heartbeat, PeriodicEnqueuer, Pruner, Rescuer, Scheduler, Vacuumer
 
@@ -100,6 +101,7 @@ class Worker:
         self._reporter = Reporter(pgq)
         self._completer: Completer | None = None
         self._claim_outage = OutageLog(logger, "claiming jobs")
+        self._pace = ClaimPace(concurrency)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -262,7 +264,7 @@ class Worker:
     # -- claiming --------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        assert self._stopping and self._wake and self._slot_freed
+        assert self._stopping and self._wake and self._slot_freed and self._loop
         backoff = Backoff()
         # Claim in batches under load: wait for a quarter of the slots rather than claiming
         # one job per round trip as each finishes.
@@ -282,8 +284,6 @@ class Worker:
         claim_lost = False
         try:
             while not self._stopping.is_set():
-                # Outcomes waiting to be written hold their slots beyond one concurrency's worth, so a
-                # slow database pushes back on claiming instead of piling up results in memory.
                 free = self._room()
                 if free < batch_floor and self._held:
                     self._slot_freed.clear()
@@ -294,7 +294,9 @@ class Worker:
                     if claim_lost:
                         await self._give_back_lost_claims(claims)
                         claim_lost = False
+                    sent = self._loop.time()
                     rows = await claims.fetch(statement, self.queues, min(free, limit), self.id)
+                    self._pace.claimed(self._loop.time() - sent)
                 except CONNECTION_ERRORS as exc:
                     # The claim may have committed with its answer lost: look before the next one.
                     claim_lost = True
@@ -329,13 +331,13 @@ class Worker:
                            row["id"], row["task"])
 
     def _room(self) -> int:
-        """How many jobs to claim now: free slots, plus a prefetch of up to one concurrency's worth
-        claimed ahead so that a freed slot starts its next job without a round trip. Outcomes
-        still waiting to be written hold slots beyond two concurrencies' worth, so a slow database
-        pushes back on claiming instead of piling up results in memory."""
+        """How many jobs to claim now: free slots, plus those to claim ahead (``ClaimPace``).
+        Outcomes still waiting to be written hold slots beyond two concurrencies' worth, so a slow
+        database pushes back on claiming instead of piling up results in memory."""
         unwritten = len(self._held) - len(self._running) - len(self._ready)
         return (
-            2 * self.concurrency
+            self.concurrency
+            + self._pace.ahead
             - len(self._running)
             - len(self._ready)
             - max(0, unwritten - 2 * self.concurrency)
@@ -368,13 +370,16 @@ class Worker:
 
     async def _run_job(self, job: Job, ctx: JobContext) -> None:
         assert self._completer is not None and self._slot_freed is not None
+        assert self._loop is not None
         try:
             task = self.pgq.tasks.get(job.task)
             if task is None:
                 outcome = unknown_task(job, list(self.pgq.tasks))
             else:
                 try:
+                    started = self._loop.time()
                     outcome = await execute(task, job, ctx, self._threads)
+                    self._pace.job_ran(self._loop.time() - started)
                 except asyncio.CancelledError:
                     running = self._running.get(job.id)
                     if running is not None and running.stop_reason == "cancelled":
