@@ -105,11 +105,10 @@ class Statements:
             "ELSE pg_notify('{jobs_channel}', 'queued:' || $2) END"
         )
         columns = "task, queue, priority, args, kwargs, max_attempts, run_at, status, unique_key"
-        conflicts = {
-            False: "",
-            True: "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
-            "AND status IN {unfinished} DO NOTHING",
-        }
+        conflict = (
+            "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
+            "AND status IN {unfinished} DO NOTHING"
+        )
         one = (
             f"INSERT INTO {{s}}.jobs ({columns}) "
             f"VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, {run_at}, {status}, $8) {{conflict}} "
@@ -126,12 +125,11 @@ class Statements:
             "SELECT array_agg(id ORDER BY id) AS ids, min(created_at) AS created_at "
             "FROM inserted, woken"
         )
+        # A unique key admits one job, so a batch is never unique.
         return {
-            (is_many, unique): self._format(
-                (many if is_many else one).replace("{conflict}", conflicts[unique])
-            )
-            for is_many in (False, True)
-            for unique in (False, True)
+            (False, False): self._format(one.replace("{conflict}", "")),
+            (False, True): self._format(one.replace("{conflict}", conflict)),
+            (True, False): self._format(many.replace("{conflict}", "")),
         }
 
     @cached_property
