@@ -2,8 +2,9 @@
 
 Claiming: one statement takes as many jobs as there are free slots, plus a few ahead
 (``FOR UPDATE SKIP LOCKED``), so any number of workers share a queue without running a job twice,
-and a slot that frees up starts its next job without a round trip (how many ahead: ``pace.py``). The worker sleeps
-until a notification says work is ready (or a scheduled job comes due), not on a polling timer.
+and a slot that frees up starts its next job without a round trip (how many ahead: ``pace.py``).
+The worker sleeps until a notification says work is ready (or a scheduled job comes due), not on
+a polling timer.
 Jobs claimed ahead and not started when the worker stops go straight back to the queue.
 
 Stopping: ``stop()`` (or SIGTERM/SIGINT in the CLI) stops claiming at once and lets running jobs
