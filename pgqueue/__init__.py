@@ -16,7 +16,8 @@ from .errors import (
 from .job import Job, JobStatus
 from .queue import PgQueue
 from .settings import Settings
-from .task import EnqueueOptions, Enqueuer, Task, exponential_backoff
+from .enqueue import EnqueueOptions, Enqueuer
+from .task import Task, exponential_backoff
 from .worker import Worker
 
 __all__ = [

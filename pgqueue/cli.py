@@ -115,7 +115,8 @@ def _run_async(main: Any) -> Any:
     return uvloop.run(main)
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace) -> str | None:
+    """Run the worker; return why it stopped by itself, if it did."""
     # Signal handlers go in before the user's module is imported, so a SIGTERM that arrives while
     # the worker is still starting still means "stop gracefully" (Worker.stop works before run).
     pending: list[int] = []
@@ -136,18 +137,21 @@ async def _serve(args: argparse.Namespace) -> None:
     for _ in pending:
         worker.stop()
     await worker.run()
+    return worker.gave_up
 
 
 def run_worker(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
-        _run_async(_serve(args))
+        gave_up = _run_async(_serve(args))
     except DatabaseUnavailable as exc:
         return _fail(f"{exc}. Is the server running, and is PGQUEUE_DSN right?", EXIT_UNAVAILABLE)
     except SchemaError as exc:
         return _fail(str(exc), EXIT_UNAVAILABLE)
     except ConfigurationError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if gave_up is not None:
+        return _fail(f"the worker stopped by itself: {gave_up}", EXIT_UNAVAILABLE)
     return 0
 
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .job import Job
 
-if TYPE_CHECKING:
-    from .worker.reporter import Reporter
+
+class Reporter(Protocol):
+    """Where a running job's progress and log lines go (the worker's, batched)."""
+
+    def progress(self, job_id: int, percent: float, message: str | None) -> None: ...
+
+    def log(self, job_id: int, message: str) -> None: ...
 
 
 class _Recorded:
@@ -71,5 +76,6 @@ class JobContext:
             self._reporter.log(self.job.id, str(message))
         return _RECORDED
 
-    def _cancel(self) -> None:
+    def signal_cancelled(self) -> None:
+        """Called by the worker when the job is cancelled or timed out."""
         self._cancelled = True

@@ -7,31 +7,16 @@ a hundred open dashboards cost one connection, not a hundred.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from .listener import Listener
+from .messages import RESYNC, Event, read_events
 
 logger = logging.getLogger("pgqueue.events")
 
-Event = dict[str, Any]
-"""``{"kind": "status", "id", "status"}``, ``{"kind": "progress", "id", "progress", "message"}``,
-``{"kind": "log", "id", "message"}``, or ``{"kind": "resync"}`` after a reconnect, when events may
-have been missed and a watcher should re-read what it shows."""
-
 _QUEUE_SIZE = 1000
-_STATUS_CHANGES_PER_EVENT = 250  # keeps each payload well under NOTIFY's 8000 bytes
-
-
-def status_events(changes: Sequence[tuple[int, str]]) -> list[str]:
-    """NOTIFY payloads announcing status changes ``(job id, status)``, in order."""
-    return [
-        json.dumps({"kind": "status", "jobs": changes[i : i + _STATUS_CHANGES_PER_EVENT]})
-        for i in range(0, len(changes), _STATUS_CHANGES_PER_EVENT)
-    ]
 
 
 class EventHub:
@@ -78,19 +63,14 @@ class EventHub:
                 except asyncio.QueueFull:
                     # A watcher that stopped reading gets a resync instead of everything it missed.
                     queue.get_nowait()
-                    queue.put_nowait({"kind": "resync"})
+                    queue.put_nowait(dict(RESYNC))
 
     def _on_connected(self) -> None:
         for queues in list(self._watchers.values()):
             for queue in queues:
                 if not queue.full():
-                    queue.put_nowait({"kind": "resync"})
+                    queue.put_nowait(dict(RESYNC))
 
     def _on_notify(self, _channel: str, payload: str) -> None:
-        message = json.loads(payload)
-        kind = message.get("kind")
-        if kind == "status":
-            for job_id, status in message["jobs"]:
-                self._publish(job_id, {"kind": "status", "id": job_id, "status": status})
-        elif kind in ("progress", "log"):
-            self._publish(message["id"], message)
+        for event in read_events(payload):
+            self._publish(event["id"], event)

@@ -1,6 +1,7 @@
-"""A job is one row of ``<schema>.jobs``; this module names its states and the moves between them.
+"""A job is one row of ``<schema>.jobs``; this module names its states, the moves between them,
+and is the one place that turns a row into a ``Job``.
 
-The state machine, written down once (every statement in ``sql.py`` keeps to it)::
+The state machine (``sql.py`` takes its status sets from here)::
 
     scheduled ──run_at reached (scheduler)──▶ queued
     queued ──claimed by a worker──▶ running
@@ -18,7 +19,7 @@ The state machine, written down once (every statement in ``sql.py`` keeps to it)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -40,6 +41,8 @@ class JobStatus(StrEnum):
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 UNFINISHED_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING})
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+"""What ``retry`` may move back to queued."""
 
 
 @dataclass(slots=True)
@@ -57,46 +60,49 @@ class Job:
     max_attempts: int
     run_at: datetime
     created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    result: Any
-    error: str | None
-    progress: float | None
-    progress_message: str | None
-    unique_key: str | None
-    worker_id: int | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    unique_key: str | None = None
+    worker_id: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        """Build a Job from a row of ``sql.JOB_COLUMNS`` (JSON columns arrive as text)."""
+        """A Job from a row of ``sql.JOB_COLUMNS`` (JSON columns arrive as text)."""
         result = row["result"]
         return cls(
-            id=row["id"],
-            task=row["task"],
-            queue=row["queue"],
-            status=JobStatus(row["status"]),
-            args=json.loads(row["args"]),
-            kwargs=json.loads(row["kwargs"]),
-            priority=row["priority"],
-            attempts=row["attempts"],
-            max_attempts=row["max_attempts"],
-            run_at=row["run_at"],
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            result=None if result is None else json.loads(result),
-            error=row["error"],
-            progress=row["progress"],
-            progress_message=row["progress_message"],
-            unique_key=row["unique_key"],
-            worker_id=row["worker_id"],
+            row["id"], row["task"], row["queue"], JobStatus(row["status"]),
+            json.loads(row["args"]), json.loads(row["kwargs"]), row["priority"],
+            row["attempts"], row["max_attempts"], row["run_at"], row["created_at"],
+            row["started_at"], row["finished_at"], None if result is None else json.loads(result),
+            row["error"], row["progress"], row["progress_message"], row["unique_key"],
+            row["worker_id"],
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """The job as JSON-ready values (times in ISO 8601), as the HTTP API shows it."""
-        out: dict[str, Any] = {}
-        for name in self.__slots__:
-            value = getattr(self, name)
-            out[name] = value.isoformat() if isinstance(value, datetime) else value
-        out["status"] = str(self.status)
-        return out
+    @classmethod
+    def from_claim(cls, row: Sequence[Any], worker_id: int | None) -> Job:
+        """A Job from a row of ``sql.CLAIM_COLUMNS``: just claimed by ``worker_id``, so running.
+
+        Unpacked by position (a lookup per field costs more, paid per job), and the arguments
+        arrive as one JSON array ``[args, kwargs]``: one parse for both.
+        """
+        (job_id, task, queue, call, priority, attempts, max_attempts, run_at, created_at,
+         started_at, unique_key) = row
+        args, kwargs = json.loads(call)
+        return cls(job_id, task, queue, JobStatus.RUNNING, args, kwargs, priority, attempts,
+                   max_attempts, run_at, created_at, started_at, None, None, None, None, None,
+                   unique_key, worker_id)
+
+    @classmethod
+    def enqueued(
+        cls, job_id: int, task: str, queue: str, status: JobStatus, args: list[Any],
+        kwargs: dict[str, Any], priority: int, max_attempts: int, run_at: datetime,
+        created_at: datetime, unique_key: str | None,
+    ) -> Job:
+        """A Job just inserted, built from what was sent rather than read back (positional: a
+        batch of thousands pays for keywords)."""
+        return cls(job_id, task, queue, status, args, kwargs, priority, 0, max_attempts, run_at,
+                   created_at, None, None, None, None, None, None, unique_key, None)

@@ -7,31 +7,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 import asyncpg
 
-from . import database
-from .errors import NotOpenError
+from .backend import Backend
+from .enqueue import Enqueuer
 from .events import EventHub
 from .job import Job, JobStatus
-from .migrate import check_revision
-from .settings import load_settings
+from .settings import Settings, load_settings
 from .sql import Statements
-from .task import Enqueuer, OnFailure, RetryDelay, Task
-
-if TYPE_CHECKING:
-    from .worker import Worker
-
-
-@dataclass(frozen=True, slots=True)
-class Periodic:
-    """A task enqueued on a cron schedule by whichever worker gets to each slot first."""
-
-    task: Task
-    cron: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+from .task import OnFailure, RetryDelay, Task
+from .worker import Worker
+from .worker.periodic import Periodic
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +48,30 @@ class PgQueue:
     passed here instead (``dsn``, ``schema``, ``rescue_after``, ``shutdown_grace`` …), and wins.
     """
 
-    def __init__(self, dsn: str | None = None, schema: str | None = None, **settings: Any) -> None:
-        self.settings = load_settings(dsn=dsn, schema=schema, **settings)
-        self.statements = Statements(self.settings.schema)
+    def __init__(
+        self,
+        dsn: str | None = None,
+        schema: str | None = None,
+        *,
+        on_failure: OnFailure | None = None,
+        **settings: Any,
+    ) -> None:
+        self._backend = Backend(load_settings(dsn=dsn, schema=schema, **settings))
+        self.on_failure = on_failure
+        """Called (sync or async) with every job that fails for good in this PgQueue's workers,
+        whatever its task, after the task's own ``on_failure``: a job out of attempts, one whose
+        worker died on its last attempt, one whose task no worker defines."""
         self.tasks: dict[str, Task] = {}
         self.periodic_tasks: list[Periodic] = []
-        self._pool: asyncpg.Pool | None = None
         self._events: EventHub | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self._backend.settings
+
+    @property
+    def statements(self) -> Statements:
+        return self._backend.statements
 
     def __repr__(self) -> str:
         return f"<PgQueue schema={self.settings.schema!r} tasks={len(self.tasks)}>"
@@ -96,7 +101,7 @@ class PgQueue:
             name = options.pop("name", None) or f"{fn.__module__}.{fn.__qualname__}"
             if name in self.tasks:
                 raise ValueError(f"a task named {name!r} is already registered on this PgQueue")
-            task = Task(self, fn, name=name, **options)
+            task = Task(self._backend, fn, name=name, **options)
             self.tasks[name] = task
             return task
 
@@ -108,15 +113,11 @@ class PgQueue:
         Put it above ``@pgq.task``. Every worker serving the task's queue keeps the schedule; each
         slot is enqueued exactly once however many workers run.
         """
-        from croniter import croniter
-
-        if not croniter.is_valid(cron):
-            raise ValueError(f"invalid cron expression {cron!r}")
+        Periodic.check_cron(cron)
 
         def register(task: Task) -> Task:
-            if not isinstance(task, Task) or task.pgq is not self:
+            if not isinstance(task, Task) or task.backend is not self._backend:
                 raise TypeError("put @pgq.periodic(...) above @pgq.task of the same PgQueue")
-            task.encode_arguments(args, kwargs)
             self.periodic_tasks.append(Periodic(task, cron, args, kwargs))
             return task
 
@@ -124,33 +125,20 @@ class PgQueue:
 
     def task_named(self, name: str) -> Task:
         """The registered task, or a stand-in that enqueues by name (for tasks defined elsewhere)."""
-        return self.tasks.get(name) or Task(self, None, name=name)
+        return self.tasks.get(name) or Task(self._backend, None, name=name)
 
     # -- pool ------------------------------------------------------------------------------------
 
     async def open(self) -> PgQueue:
         """Open the connection pool and check the schema is there and current."""
-        if self._pool is None:
-            dsn = database.check_dsn(self.settings.dsn)
-            pool = await database.create_pool(
-                dsn, self.settings.pool_min_size, self.settings.pool_max_size
-            )
-            try:
-                async with pool.acquire() as conn:
-                    await self._check_schema(conn)
-            except BaseException:
-                await pool.close()
-                raise
-            self._pool = pool
+        await self._backend.open()
         return self
 
     async def close(self) -> None:
         if self._events is not None:
             await self._events.close()
             self._events = None
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._backend.close()
 
     async def __aenter__(self) -> PgQueue:
         return await self.open()
@@ -160,33 +148,22 @@ class PgQueue:
 
     @property
     def is_open(self) -> bool:
-        return self._pool is not None
+        return self._backend.is_open
 
     @property
     def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise NotOpenError(
-                "the PgQueue is not open: use `async with pgq:` or `await pgq.open()` first"
-            )
-        return self._pool
+        return self._backend.pool
 
     def acquire(self) -> Any:
         """A pooled connection: ``async with pgq.acquire() as conn``."""
-        return self.pool.acquire()
+        return self._backend.acquire()
 
     @property
     def events(self) -> EventHub:
+        """Job events for this process's watchers (one LISTEN connection, opened on first use)."""
         if self._events is None:
-            self._events = EventHub(database.check_dsn(self.settings.dsn), self.statements.events_channel)
+            self._events = EventHub(self._backend.dsn, self.statements.events_channel)
         return self._events
-
-    async def _check_schema(self, conn: asyncpg.Connection) -> None:
-        schema = self.settings.schema
-        has_table = await conn.fetchval(
-            "SELECT to_regclass($1) IS NOT NULL", f"{schema}.alembic_version"
-        )
-        version = await conn.fetchval(self.statements.schema_version) if has_table else None
-        check_revision(schema, has_table, version)
 
     # -- enqueue ---------------------------------------------------------------------------------
 
@@ -318,9 +295,20 @@ class PgQueue:
     # -- workers ---------------------------------------------------------------------------------
 
     def worker(
-        self, queues: list[str] | None = None, concurrency: int = 10, **options: Any
+        self,
+        queues: list[str] | None = None,
+        concurrency: int = 10,
+        *,
+        burst: bool = False,
+        shutdown_grace: float | None = None,
     ) -> Worker:
-        """A worker for this process: ``await worker.run()`` or ``async with pgq.worker():``."""
-        from .worker import Worker
+        """A worker for this process: ``await worker.run()`` or ``async with pgq.worker():``.
 
-        return Worker(self, queues=queues, concurrency=concurrency, **options)
+        It runs this PgQueue's tasks only, keeps its periodic schedules, and calls its
+        ``on_failure`` hooks. ``burst``: return once nothing is left to claim.
+        ``shutdown_grace``: overrides the setting of that name for this worker.
+        """
+        return Worker(
+            self._backend, self.tasks, queues, concurrency, periodic=self.periodic_tasks,
+            on_failure=self.on_failure, burst=burst, shutdown_grace=shutdown_grace,
+        )

@@ -99,10 +99,10 @@ async def test_claim_is_an_index_scan_bounded_by_the_batch(database_url: str, db
 async def test_completion_reaches_rows_through_the_primary_key(database_url: str, db) -> None:
     await db.execute("INSERT INTO pgqueue.jobs (task, status, attempts) SELECT 't', 'running', 1 "
                      "FROM generate_series(1, $1)", BATCH)
-    conn = await _worker_connection(database_url, enable_nestloop="off")  # as Completer opens it
+    conn = await _worker_connection(database_url, enable_nestloop="off")  # as the OutcomeWriter opens it
     try:
         await conn.execute("PREPARE complete(bigint[], int[], text[], text[], text[], float8[]) "
-                           f"AS {statements.complete}")
+                           f"AS {statements.write_outcomes}")
         for filled in (False, True):
             if filled:
                 await _fill(db)

@@ -19,8 +19,13 @@ import pytest
 from pgqueue import JobStatus, PgQueue
 
 from . import worker_tasks
-from .conftest import FAST
+from .conftest import FAST, RESCUE_QUICKLY
 from .helpers import ROOT, eventually, start_worker, stop_worker
+
+
+# For the worker that rescues the jobs of one killed before: the only one alive, so a short window
+# cannot declare a live worker dead.
+RESCUES_QUICKLY = {"TEST_RESCUE_AFTER": str(RESCUE_QUICKLY)}
 
 
 @pytest.fixture
@@ -46,11 +51,8 @@ async def _statuses(db: asyncpg.Connection) -> dict[str, int]:
 async def test_three_worker_processes_run_1500_jobs_once_each(
     database_url: str, tasks_db: asyncpg.Connection, producer: PgQueue
 ) -> None:
-    # No worker may be declared dead here, however loaded the machine: a long rescue delay.
-    workers = [
-        start_worker(database_url, "--concurrency", "20", env={"TEST_RESCUE_AFTER": "60"})
-        for _ in range(3)
-    ]
+    # No worker may be declared dead here, however loaded the machine: the long default window.
+    workers = [start_worker(database_url, "--concurrency", "20") for _ in range(3)]
     try:
         await worker_tasks.noop.enqueue_many(range(1500))
 
@@ -85,7 +87,7 @@ async def test_sigkilled_worker_job_is_rescued_and_completed_by_another(
 
     await eventually(started, what="the job to start on the first worker")
     stop_worker(doomed, signal.SIGKILL)
-    survivor = start_worker(database_url)
+    survivor = start_worker(database_url, env=RESCUES_QUICKLY)
     try:
         done = await producer.wait(job.id, timeout=120)
     finally:
@@ -106,7 +108,7 @@ async def test_a_job_that_keeps_killing_its_workers_ends_failed(
     killed = 0
     while (await producer.get_job(job.id)).status != JobStatus.FAILED:
         assert killed <= 4, "the job was not failed after its attempts"
-        proc = start_worker(database_url)
+        proc = start_worker(database_url, env=RESCUES_QUICKLY)
         try:
             # Each worker either dies running the job or rescues (and fails) it after its
             # predecessor stopped heartbeating.
@@ -292,7 +294,7 @@ async def test_a_worker_stopping_while_the_database_is_down_exits_and_its_job_is
     dsn = server.start()
     try:
         await asyncio.to_thread(upgrade, dsn, "pgqueue")
-        pgq = PgQueue(dsn=dsn, **{**FAST, "shutdown_grace": 1.0})
+        pgq = PgQueue(dsn=dsn, **{**FAST, "shutdown_grace": 1.0, "rescue_after": RESCUE_QUICKLY})
         started, gate = asyncio.Event(), asyncio.Event()
         runs = 0
 

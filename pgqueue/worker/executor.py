@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import json
 import logging
 import time
 import traceback
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from ..arguments import InvalidArguments, holds_nul
 from ..context import JobContext
 from ..job import Job, JobStatus
-from ..task import InvalidArguments, Task
+from ..task import Task
+from .threads import SyncRunner
 
 logger = logging.getLogger("pgqueue.worker")
 
 
 @dataclass(slots=True)
 class Outcome:
-    """What one run of a job produced, ready for ``Completer``."""
+    """What one run of a job produced, ready for the ``OutcomeWriter``."""
 
     job: Job
     status: JobStatus
@@ -32,7 +31,7 @@ class Outcome:
     error: str | None = None
     delay: float = 0.0
     recorded: bool = False
-    """Set by the completer: the row took this outcome (False: cancelled or rescued meanwhile)."""
+    """Set once written: the row took this outcome (False: cancelled or rescued meanwhile)."""
 
     @property
     def row(self) -> tuple[int, int, str, str | None, str | None, float]:
@@ -40,6 +39,7 @@ class Outcome:
 
 
 def _failure(task: Task | None, job: Job, error: str, retryable: bool) -> Outcome:
+    error = error.replace("\x00", "\\x00")  # PostgreSQL text cannot hold U+0000
     if retryable and job.attempts < job.max_attempts:
         delay = task.delay_before_retry(job.attempts) if task is not None else 0.0
         status = JobStatus.SCHEDULED if delay > 0 else JobStatus.QUEUED
@@ -57,19 +57,19 @@ def unknown_task(job: Job, known: list[str]) -> Outcome:
     return _failure(None, job, error, retryable=True)
 
 
-async def execute(task: Task, job: Job, ctx: JobContext, threads: Executor) -> Outcome:
+async def execute(task: Task, job: Job, ctx: JobContext, threads: SyncRunner) -> Outcome:
     """Run the task for ``job``. Cancellation (of the job, or of the worker) propagates."""
     started = time.monotonic()
     logger.debug("job %s %s: started, attempt %s of %s", job.id, job.task, job.attempts,
                  job.max_attempts)
     try:
-        args, kwargs = task.prepare_call(job.args, job.kwargs, ctx)
-        result = await _call(task, args, kwargs, threads, ctx)
+        args, kwargs = task.arguments.decode(job.args, job.kwargs, ctx)
+        result = await _call(task, args, kwargs, threads, job.id)
     except InvalidArguments as exc:
         logger.error("job %s %s: %s", job.id, job.task, exc)
         return _failure(task, job, f"InvalidArguments: {exc}", retryable=False)
     except _TimedOut:
-        ctx._cancel()
+        ctx.signal_cancelled()
         error = f"TimeoutError: task {job.task} did not finish within its timeout of {task.timeout} s"
         logger.warning("job %s %s: timed out after %s s (attempt %s of %s)", job.id, job.task,
                        task.timeout, job.attempts, job.max_attempts)
@@ -91,6 +91,8 @@ async def execute(task: Task, job: Job, ctx: JobContext, threads: Executor) -> O
             result_json = json.dumps(result)
         else:
             result_json = json.dumps(to_jsonable_python(result), allow_nan=False)
+        if result_json is not None and "\\u0000" in result_json and holds_nul(json.loads(result_json)):
+            raise ValueError("it holds the character U+0000, which PostgreSQL cannot store")
     except (PydanticSerializationError, TypeError, ValueError) as exc:
         error = (f"ResultNotSerializable: task {job.task} returned a {type(result).__name__}, "
                  f"which is not JSON-serializable: {exc}")
@@ -106,14 +108,11 @@ class _TimedOut(Exception):
 
 
 async def _call(
-    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], threads: Executor, ctx: JobContext
+    task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], threads: SyncRunner, key: int
 ) -> Any:
     assert task.fn is not None
-    if task.is_async:
-        work: Any = task.fn(*args, **kwargs)
-    else:
-        call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
-        work = asyncio.get_running_loop().run_in_executor(threads, call)
+    work: Any = (task.fn(*args, **kwargs) if task.is_async
+                 else threads.run(task.fn, args, kwargs, key=key))
     if task.timeout is None:
         return await work
     try:

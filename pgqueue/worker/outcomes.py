@@ -3,9 +3,9 @@
 A finished job frees its slot at once; its outcome waits here while the previous batch is being
 written, and goes with the next. If the database is away the outcomes stay here and are written
 when it is back; a job that another worker rescued meanwhile is left alone by the statement's
-guard. Once a batch commits its status events go out, led by the "running" events of the jobs
-started since the last report: at once after a quiet spell, else gathered over ``ANNOUNCE_EVERY``
-so that under load one NOTIFY transaction serves many batches.
+guard. The writer owns the worker's status events: "running" when a job starts, then its outcome
+once the batch commits. They go out at once after a quiet spell, else gathered over
+``ANNOUNCE_EVERY`` so that under load one NOTIFY transaction serves many batches.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from ..backend import Backend
 from ..database import CONNECTION_ERRORS, Backoff, DedicatedConnection
-from ..events import status_events
-from ..queue import PgQueue
+from ..messages import status_messages
 from .executor import Outcome
 from .outage import OutageLog
 from .reporter import Reporter
+from .waiting import first_of
 
 logger = logging.getLogger("pgqueue.worker")
 
@@ -32,18 +33,19 @@ MAX_BATCH = 250  # outcomes per statement: a bounded statement, and a long outag
 ANNOUNCE_EVERY = 0.02
 
 
-class Completer:
+class OutcomeWriter:
     def __init__(
         self,
-        pgq: PgQueue,
-        on_written: Callable[[list[Outcome]], Awaitable[None]],
+        backend: Backend,
         reporter: Reporter,
+        on_written: Callable[[list[Outcome]], Awaitable[None]],
     ) -> None:
-        self._pgq = pgq
+        self._backend = backend
         self._on_written = on_written
         self._reporter = reporter
         self._pending: list[Outcome] = []
         self._has_work = asyncio.Event()
+        self._has_news = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._outage = OutageLog(logger, "writing job outcomes")
@@ -56,11 +58,17 @@ class Completer:
         # huge one: the primary key finds the batch's rows, a hash join pairs them with their
         # outcomes (a nested loop would re-read the outcome arrays once per row).
         self._conn = DedicatedConnection(
-            pgq.settings.dsn or "",
+            backend.settings.dsn or "",
             plan_cache_mode="force_generic_plan",
             enable_seqscan="off",
             enable_nestloop="off",
         )
+
+    def started(self, job_id: int) -> None:
+        """Announce that the job is running (after the claim commits: see
+        ``Statements.announce``)."""
+        self._changes.append((job_id, "running"))
+        self._has_news.set()
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
@@ -95,8 +103,9 @@ class Completer:
         """Wait for outcomes to write, announcing held-back events when they fall due."""
         while not self._has_work.is_set():
             if not self._changes and not self._wake:
-                await self._has_work.wait()
-                break
+                self._has_news.clear()
+                await first_of(self._has_work, self._has_news)
+                continue
             due_in = self._announced_at + ANNOUNCE_EVERY - asyncio.get_running_loop().time()
             if due_in <= 0:
                 await self._announce()
@@ -114,21 +123,22 @@ class Completer:
                 return
             self._announced_at = asyncio.get_running_loop().time()
             try:
-                await self._conn.fetch(self._pgq.statements.announce, status_events(changes),
-                                       queues)
+                await self._conn.fetch(self._backend.statements.announce,
+                                       status_messages(changes), queues)
             except CONNECTION_ERRORS as exc:
                 # Watchers re-read on reconnect and workers poll: a missed hint delays, loses
                 # nothing.
                 self._outage.failed(exc)
 
     async def _write(self, batch: list[Outcome]) -> None:
-        started = await self._reporter.flush_ahead_of_outcomes()
+        await self._reporter.flush()
         rows = [outcome.row for outcome in batch]
         columns = [list(column) for column in zip(*rows, strict=True)]
         backoff = Backoff()
         while True:
             try:
-                written = (await self._conn.fetch(self._pgq.statements.complete, *columns))[0]
+                written = (await self._conn.fetch(self._backend.statements.write_outcomes,
+                                                  *columns))[0]
                 break
             except CONNECTION_ERRORS as exc:
                 self._outage.failed(exc)
@@ -138,7 +148,6 @@ class Completer:
                 logger.exception("could not write %s job outcome(s); retrying", len(batch))
                 await asyncio.sleep(backoff.next_delay())
         self._outage.recovered()
-        self._changes += [(job_id, "running") for job_id in started]
         if written["ids"] is not None:
             self._changes += zip(written["ids"], written["statuses"], strict=True)
             self._wake.update(written["queues"] or ())

@@ -1,0 +1,217 @@
+"""The enqueue write path: a task's encoded calls become job rows, on the caller's connection.
+
+The unique-key rounds (insert; if the key is taken, look up the job that holds it; if that one
+finished meanwhile, insert again) are written once, as a generator that yields statements and
+receives their rows; an async and a sync driver run it, so asyncpg, async SQLAlchemy and sync
+SQLAlchemy connections share every decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from .connections import Rows, fetch, fetch_sync
+from .arguments import EncodedCall, dumps
+from .backend import Backend
+from .job import Job, JobStatus
+
+_MAX_UNIQUE_ROUNDS = 5
+
+Statement = tuple[str, list[Any]]
+_Rounds = Generator[Statement, Rows, list[Job]]
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """Per-enqueue overrides of a task's defaults; ``None`` means "the task's own"."""
+
+    delay: float | timedelta | None = None
+    run_at: datetime | None = None
+    priority: int | None = None
+    queue: str | None = None
+    max_attempts: int | None = None
+    unique_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.delay is not None and self.run_at is not None:
+            raise ValueError("give either delay or run_at, not both")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise ValueError("run_at must be a timezone-aware datetime (e.g. datetime.now(UTC))")
+        if self.delay is not None:
+            seconds = self.delay.total_seconds() if isinstance(self.delay, timedelta) else self.delay
+            if not isinstance(seconds, (int, float)) or seconds < 0 or math.isnan(seconds):
+                raise ValueError(f"delay must be a non-negative number of seconds, got {self.delay!r}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts!r}")
+        if self.queue is not None and not self.queue:
+            raise ValueError("queue must be a non-empty string")
+
+    def scheduled_for(self) -> datetime | None:
+        if self.run_at is not None:
+            return self.run_at
+        if self.delay:
+            delay = self.delay if isinstance(self.delay, timedelta) else timedelta(seconds=self.delay)
+            return datetime.now(UTC) + delay
+        return None
+
+
+NO_OPTIONS = EnqueueOptions()
+"""Frozen, so every enqueue without options shares it instead of building and checking its own."""
+
+
+class Enqueueable(Protocol):
+    """What the write path needs of a task: its defaults, its encoder and its backend."""
+
+    name: str
+    queue: str
+    priority: int
+    max_attempts: int
+    backend: Backend
+
+    def encode(self, args: Sequence[Any], kwargs: dict[str, Any]) -> EncodedCall: ...
+
+
+class Enqueuer:
+    """A task bound to a connection and options, as returned by ``Task.using``."""
+
+    def __init__(self, task: Enqueueable, conn: Any, options: EnqueueOptions) -> None:
+        self.task = task
+        self.conn = conn
+        self.options = options
+
+    async def enqueue(self, *args: Any, **kwargs: Any) -> Job:
+        """Write one job; with a connection, inside its current transaction."""
+        return (await self._write([self.task.encode(args, kwargs)]))[0]
+
+    async def enqueue_many(self, calls: Iterable[Any]) -> list[Job]:
+        """Write one job per call in a single statement.
+
+        Each call is a tuple of positional arguments, a dict of keyword arguments, or a single
+        value taken as the only positional argument.
+        """
+        return await self._write(self._encode_many(calls))
+
+    def enqueue_sync(self, *args: Any, **kwargs: Any) -> Job:
+        """As ``enqueue``, through a synchronous SQLAlchemy ``Session`` or ``Connection``."""
+        return self._write_sync([self.task.encode(args, kwargs)])[0]
+
+    def enqueue_many_sync(self, calls: Iterable[Any]) -> list[Job]:
+        return self._write_sync(self._encode_many(calls))
+
+    def _encode_many(self, calls: Iterable[Any]) -> list[EncodedCall]:
+        encoded = []
+        for call in calls:
+            if isinstance(call, tuple):
+                encoded.append(self.task.encode(call, {}))
+            elif isinstance(call, dict):
+                encoded.append(self.task.encode((), call))
+            else:
+                encoded.append(self.task.encode((call,), {}))
+        return encoded
+
+    async def _write(self, encoded: list[EncodedCall]) -> list[Job]:
+        if not encoded:
+            return []
+        rounds = _Batch(self.task, self.options, encoded).rounds()
+        if self.conn is None:
+            async with self.task.backend.acquire() as conn:
+                return await _run_async(rounds, conn)
+        return await _run_async(rounds, self.conn)
+
+    def _write_sync(self, encoded: list[EncodedCall]) -> list[Job]:
+        if self.conn is None:
+            raise TypeError(
+                f"task {self.task.name}: enqueue_sync writes through your SQLAlchemy Session or "
+                "Connection: use task.using(session).enqueue_sync(...)"
+            )
+        if not encoded:
+            return []
+        rounds = _Batch(self.task, self.options, encoded).rounds()
+        try:
+            statement = next(rounds)
+            while True:
+                statement = rounds.send(fetch_sync(self.conn, *statement))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+async def _run_async(rounds: _Rounds, conn: Any) -> list[Job]:
+    try:
+        statement = next(rounds)
+        while True:
+            statement = rounds.send(await fetch(conn, *statement))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class _Batch:
+    """The jobs of one enqueue call.
+
+    With a ``unique_key`` every call of the batch shares the key, so only the first can be
+    written: all of them get that job, or the unfinished one that already had the key.
+    """
+
+    def __init__(self, task: Enqueueable, options: EnqueueOptions, encoded: list[EncodedCall]) -> None:
+        self.task = task
+        self.queue = options.queue or task.queue
+        self.priority = task.priority if options.priority is None else options.priority
+        self.max_attempts = options.max_attempts or task.max_attempts
+        self.unique_key = options.unique_key
+        self.run_at = options.scheduled_for()
+        self.encoded = encoded
+
+    def rounds(self) -> _Rounds:
+        """Insert; for a unique key that an unfinished job holds, return that job (and insert
+        again if it finished in between)."""
+        statements = self.task.backend.statements
+        for _round in range(_MAX_UNIQUE_ROUNDS):
+            rows = yield self._insert()
+            if rows and rows[0]["ids"]:
+                return self._inserted(rows[0]["ids"], rows[0]["created_at"])
+            rows = yield statements.unfinished_by_unique_key, [[self.unique_key]]
+            if rows:  # none: it finished meanwhile, and the next round inserts again
+                return [Job.from_row(rows[0])] * len(self.encoded)
+        raise RuntimeError(
+            f"task {self.task.name}: unique_key {self.unique_key!r} kept changing hands while "
+            "enqueueing; try again"
+        )
+
+    def _insert(self) -> Statement:
+        calls = self.encoded if self.unique_key is None else self.encoded[:1]
+        many = len(calls) > 1
+        try:
+            args_json = dumps([c.args for c in calls]) if many else calls[0].args_json
+            kwargs_json = dumps([c.kwargs for c in calls]) if many else calls[0].kwargs_json
+        except ValueError as exc:
+            raise ValueError(f"task {self.task.name}: {exc}") from None
+        params = [
+            self.task.name,
+            self.queue,
+            self.priority,
+            args_json,
+            kwargs_json,
+            self.max_attempts,
+            self.run_at,
+            self.unique_key,
+        ]
+        statement = self.task.backend.statements.insert(many=many, unique=self.unique_key is not None)
+        return statement, params
+
+    def _inserted(self, ids: list[int], created_at: datetime) -> list[Job]:
+        status = (
+            JobStatus.SCHEDULED
+            if self.run_at is not None and self.run_at > created_at
+            else JobStatus.QUEUED
+        )
+        task, queue, priority = self.task.name, self.queue, self.priority
+        max_attempts, run_at, key = self.max_attempts, self.run_at or created_at, self.unique_key
+        jobs = [
+            Job.enqueued(job_id, task, queue, status, call.args, call.kwargs, priority,
+                         max_attempts, run_at, created_at, key)
+            for job_id, call in zip(ids, self.encoded[: len(ids)], strict=True)
+        ]
+        return jobs if self.unique_key is None else jobs * len(self.encoded)

@@ -1,0 +1,172 @@
+"""The worker's maintenance duties, one class each: rescue, schedule, prune, vacuum.
+
+Each runs in its own asyncio task, survives database outages (one log line per outage) and is
+cancelled when the worker stops. Duties that one worker should do at a time take an advisory lock
+per schema and skip their turn if another worker holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from ..backend import Backend
+from ..database import CONNECTION_ERRORS
+from ..job import Job, JobStatus
+from .outage import OutageLog
+from .registration import Registration
+
+logger = logging.getLogger("pgqueue.worker")
+
+# Advisory lock keys, per schema (the other key is the schema's hash).
+RESCUE_LOCK = 1
+PRUNE_LOCK = 2
+VACUUM_LOCK = 3
+
+
+class Service:
+    """Calls ``tick()`` every ``interval()`` seconds until cancelled."""
+
+    name = "service"
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._outage = OutageLog(logger, self.name)
+
+    def interval(self) -> float:
+        raise NotImplementedError
+
+    async def tick(self) -> float | None:
+        """Do the duty once; may return how long to sleep before the next time."""
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        while True:
+            delay = None
+            try:
+                delay = await self.tick()
+                self._outage.recovered()
+            except (*CONNECTION_ERRORS, asyncpg.exceptions.PostgresConnectionError) as exc:
+                self._outage.failed(exc)
+            except asyncpg.PostgresError:
+                logger.exception("%s failed; trying again later", self.name)
+            await asyncio.sleep(self.interval() if delay is None else delay)
+
+
+class Rescuer(Service):
+    """Gives the running jobs of dead workers back to the queue (or fails them when they are out
+    of attempts: those go to ``on_failed``)."""
+
+    name = "rescue"
+
+    def __init__(
+        self, backend: Backend, registration: Registration, on_failed: Callable[[Job], None]
+    ) -> None:
+        super().__init__(backend)
+        self._registration = registration
+        self._on_failed = on_failed
+
+    def interval(self) -> float:
+        return self.backend.settings.heartbeat_interval
+
+    async def tick(self) -> None:
+        statements = self.backend.statements
+        async with self.backend.acquire() as conn:
+            async with conn.transaction():
+                if not await conn.fetchval(statements.try_maintenance_lock, RESCUE_LOCK):
+                    return
+                rows = await conn.fetch(statements.rescue, self.backend.settings.rescue_after,
+                                        self._registration.id)
+        for job in map(Job.from_row, rows):
+            logger.warning(
+                "job %s %s: its worker stopped heartbeating during attempt %s; %s",
+                job.id, job.task, job.attempts,
+                "requeued" if job.status is JobStatus.QUEUED else "failed, no attempts left",
+            )
+            if job.status is JobStatus.FAILED:
+                self._on_failed(job)
+
+
+class Scheduler(Service):
+    """Moves scheduled jobs (delayed, or waiting out a retry backoff) to queued when they are due."""
+
+    name = "scheduling"
+
+    def interval(self) -> float:
+        return self.backend.settings.poll_interval
+
+    async def tick(self) -> float:
+        async with self.backend.acquire() as conn:
+            row = await conn.fetchrow(self.backend.statements.promote_scheduled)
+        if row["promoted"] >= 1000:
+            return 0.0  # more are due right now
+        next_due: datetime | None = row["next_due"]
+        if next_due is None:
+            return self.interval()
+        wait = (next_due - datetime.now(UTC)).total_seconds()
+        return min(self.interval(), max(0.0, wait))
+
+
+class Pruner(Service):
+    """Deletes finished jobs older than their retention, in batches that commit one by one (a
+    long prune holds no locks and leaves no long transaction behind)."""
+
+    name = "pruning"
+    batch = 1000
+
+    def interval(self) -> float:
+        return self.backend.settings.prune_interval
+
+    async def tick(self) -> None:
+        statements, settings = self.backend.statements, self.backend.settings
+        async with self.backend.acquire() as conn:
+            if not await conn.fetchval(statements.try_session_lock, PRUNE_LOCK):
+                return
+            try:
+                while True:
+                    status = await conn.execute(
+                        statements.prune, settings.retention, settings.failed_retention, self.batch
+                    )
+                    deleted = int(status.split()[-1])
+                    if deleted:
+                        logger.info("pruned %s finished jobs past retention", deleted)
+                    if deleted < self.batch:
+                        return
+            finally:
+                await conn.fetchval(statements.release_session_lock, PRUNE_LOCK)
+
+
+class Vacuumer(Service):
+    """Vacuums the jobs table once dead row versions pile up.
+
+    Each job leaves dead versions behind (claim and completion are updates); until a vacuum, the
+    claim index keeps their entries and claims step over them, slower with every job. Autovacuum
+    normally takes care of it; where it is off or behind, this does, one worker at a time.
+    """
+
+    name = "vacuuming"
+    min_dead = 20_000
+
+    def interval(self) -> float:
+        return self.backend.settings.vacuum_interval
+
+    async def tick(self) -> None:
+        statements = self.backend.statements
+        async with self.backend.acquire() as conn:
+            row = await conn.fetchrow(statements.jobs_dead_rows)
+            if row is None or row["dead"] < self.min_dead + row["live"] // 20:
+                return
+            if not await conn.fetchval(statements.try_session_lock, VACUUM_LOCK):
+                return
+            try:
+                started = time.monotonic()
+                await conn.execute(statements.vacuum_jobs)
+                logger.info("vacuumed the jobs table (%s dead row versions) in %.1f s",
+                            row["dead"], time.monotonic() - started)
+            finally:
+                await conn.fetchval(statements.release_session_lock, VACUUM_LOCK)
