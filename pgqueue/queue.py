@@ -66,6 +66,11 @@ class PgQueue:
         self._events: EventHub | None = None
 
     @property
+    def backend(self) -> Backend:
+        """Settings, statements and pool: what this queue's tasks and workers share."""
+        return self._backend
+
+    @property
     def settings(self) -> Settings:
         return self._backend.settings
 

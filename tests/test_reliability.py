@@ -334,9 +334,9 @@ async def _boot_time(dsn: str) -> object:
 async def test_the_jobs_table_is_vacuumed_once_dead_rows_pile_up(pgq: PgQueue, db) -> None:
     """Autovacuum is off on some servers (this project's CI among them): the worker's vacuumer
     keeps the claim from wading through dead row versions."""
-    from pgqueue.worker.services import Vacuumer
+    from pgqueue.worker.maintenance import Vacuumer
 
-    vacuumer = Vacuumer(pgq)
+    vacuumer = Vacuumer(pgq.backend)
     await db.execute(
         "INSERT INTO pgqueue.jobs (task) SELECT 't' FROM generate_series(1, $1)",
         2 * vacuumer.min_dead,
