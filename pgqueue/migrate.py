@@ -25,10 +25,23 @@ def sqlalchemy_url(dsn: str) -> str:
     return dsn
 
 
+def script_location() -> str:
+    """The folder of pgqueue's Alembic scripts: ``pgqueue/_alembic`` in an installed wheel
+    (pyproject.toml maps the repository's ``alembic/`` there), else the ``alembic/`` folder next to
+    the package in a source checkout. An editable install is such a checkout: setuptools' editable
+    finder cannot import a mapped folder that has no ``__init__.py``, and ``alembic/`` must not have
+    one, or it would shadow the alembic library wherever the repository root is on ``sys.path``."""
+    package = files("pgqueue")
+    for folder in (package / "_alembic", package / ".." / "alembic"):
+        if folder.joinpath("env.py").is_file():
+            return str(folder)
+    raise FileNotFoundError(f"pgqueue's migration scripts are missing from {package}: reinstall pgqueue")
+
+
 def alembic_config(dsn: str | None = None, schema: str | None = None) -> Config:
     """An Alembic config for pgqueue's own scripts, without any ini file."""
     config = Config()
-    config.set_main_option("script_location", str(files("pgqueue") / "migrations"))
+    config.set_main_option("script_location", script_location())
     config.attributes["pgqueue_dsn"] = dsn
     config.attributes["pgqueue_schema"] = validate_schema_name(schema) if schema else None
     return config

@@ -1,5 +1,8 @@
 """Alembic environment for pgqueue's own migrations.
 
+These scripts live once, here; ``alembic.ini`` points at this folder and the wheel ships it as
+``pgqueue._alembic`` (see ``pgqueue.migrate.script_location``).
+
 The target schema comes from ``config.attributes["pgqueue_schema"]`` (set by ``pgqueue.migrate``)
 or else from the settings (``PGQUEUE_SCHEMA``); the DSN likewise from ``config.attributes`` or
 ``PGQUEUE_DSN``. The version table lives inside that schema, so it never meets the application's own
