@@ -26,6 +26,7 @@ The server itself judges names that are no libpq parameter (a misspelt setting f
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -150,8 +151,8 @@ def _timeout(value: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        seconds = 0.0
-    if seconds <= 0:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
         raise ConfigurationError(
             f"the DSN's connect_timeout={value} is not a positive number of seconds: "
             "give one, e.g. connect_timeout=10"

@@ -198,7 +198,7 @@ def test_harmless_libpq_parameters_are_dropped(params: str) -> None:
 
 @pytest.mark.parametrize("params", [
     "channel_binding=require", "hostaddr=10.0.0.1", "keepalives_idle=30",
-    "require_auth=scram-sha-256", "connect_timeout=0", "sslmode",
+    "require_auth=scram-sha-256", "connect_timeout=0", "connect_timeout=nan", "sslmode",
 ])
 def test_parameters_that_cannot_be_honoured_are_refused(params: str) -> None:
     name = params.partition("=")[0]
