@@ -1,4 +1,8 @@
-"""Opening connections: DSN checks, the asyncpg pool, and errors a person can act on."""
+"""Opening connections: the asyncpg pool, single connections, and errors a person can act on.
+
+Every connection is opened with ``_connect_kwargs``, so a DSN's libpq parameters mean the same
+everywhere (see ``pgqueue.dsn``).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,18 @@ import asyncio
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
+from typing import Any
 
 import asyncpg
 
+from .dsn import check_dsn, describe, parse
 from .errors import ConfigurationError, DatabaseUnavailable
 
 CONNECT_TIMEOUT = 10.0
 # pgqueue's statements are short index lookups. JIT compilation only ever makes them slower, and
 # bitmap scans, unlike plain index scans, never mark the index entries of dead rows as dead: without
 # (auto)vacuum a bitmap scan of a queue index visits every job that ever passed through it.
+# Defaults: settings in the DSN (application_name=myapp) win.
 _SERVER_SETTINGS = {"application_name": "pgqueue", "jit": "off", "enable_bitmapscan": "off"}
 
 # Errors that mean "the database is not there right now", as opposed to a bug or bad SQL.
@@ -31,32 +37,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
 )
 
-
-def check_dsn(dsn: str | None) -> str:
-    """Return the DSN if it looks like a PostgreSQL URL, else say what to set."""
-    if not dsn:
-        raise ConfigurationError(
-            "no database configured: set PGQUEUE_DSN=postgresql://user@host:5432/dbname "
-            "or pass PgQueue(dsn=...)"
-        )
-    scheme = urlsplit(dsn).scheme
-    if scheme not in ("postgresql", "postgres"):
-        raise ConfigurationError(
-            f"PGQUEUE_DSN must be a postgresql:// URL, got one starting with {scheme or dsn[:12]!r}"
-            " (SQLAlchemy-style 'postgresql+driver://' URLs are not accepted here)"
-        )
-    return dsn
-
-
-def describe(dsn: str) -> str:
-    """``host:port/dbname`` of a DSN, for messages (never the password)."""
-    parts = urlsplit(dsn)
-    host = parts.hostname or "localhost"
-    try:
-        port = parts.port or 5432
-    except ValueError:
-        port = "?"
-    return f"{host}:{port}{parts.path or ''}"
+# What the server answers to a startup setting it does not know, a bad value, or bad `options`.
+_SETTING_ERRORS = (
+    asyncpg.exceptions.UndefinedObjectError,
+    asyncpg.exceptions.InvalidParameterValueError,
+    asyncpg.exceptions.PostgresSyntaxError,
+)
 
 
 def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
@@ -75,14 +61,29 @@ def _reported(dsn: str) -> Iterator[None]:
         raise DatabaseUnavailable(f"PostgreSQL at {describe(dsn)}: {exc}") from exc
     except asyncpg.exceptions.InvalidAuthorizationSpecificationError as exc:
         raise DatabaseUnavailable(f"PostgreSQL at {describe(dsn)} refused the login: {exc}") from exc
+    except _SETTING_ERRORS as exc:
+        raise ConfigurationError(
+            f"PostgreSQL at {describe(dsn)} refused a setting from the DSN's query string: {exc} "
+            "(a query parameter that is not a libpq connection parameter is sent to the server "
+            "as a setting; fix or remove it)"
+        ) from exc
+
+
+def _connect_kwargs(dsn: str, settings: dict[str, str]) -> dict[str, Any]:
+    """asyncpg's arguments for ``dsn``. Server settings: pgqueue's defaults, then the DSN's, then
+    the caller's own (a hot path's plan settings are what that one statement needs)."""
+    args = parse(check_dsn(dsn))
+    return dict(
+        dsn=args.dsn,
+        timeout=args.timeout or CONNECT_TIMEOUT,
+        server_settings={**_SERVER_SETTINGS, **args.server_settings, **settings},
+    )
 
 
 async def connect(dsn: str, **settings: str) -> asyncpg.Connection:
-    """One connection outside the pool (listeners, the worker's hot path)."""
+    """One connection outside the pool (listeners, the migrations' SQLAlchemy engine)."""
     with _reported(dsn):
-        return await asyncpg.connect(
-            check_dsn(dsn), timeout=CONNECT_TIMEOUT, server_settings={**_SERVER_SETTINGS, **settings}
-        )
+        return await asyncpg.connect(**_connect_kwargs(dsn, settings))
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -95,12 +96,8 @@ async def _reset(conn: asyncpg.Connection) -> None:
 async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
     with _reported(dsn):
         return await asyncpg.create_pool(
-            check_dsn(dsn),
-            min_size=min(min_size, max_size),
-            max_size=max_size,
-            timeout=CONNECT_TIMEOUT,
-            server_settings=_SERVER_SETTINGS,
-            reset=_reset,
+            min_size=min(min_size, max_size), max_size=max_size, reset=_reset,
+            **_connect_kwargs(dsn, {}),
         )
 
 
@@ -119,11 +116,7 @@ class DedicatedConnection:
     async def fetch(self, statement: str, *args: object) -> list[asyncpg.Record]:
         if self._conn is None or self._conn.is_closed():
             # Untranslated on purpose: callers retry on CONNECTION_ERRORS.
-            self._conn = await asyncpg.connect(
-                self._dsn,
-                timeout=CONNECT_TIMEOUT,
-                server_settings={**_SERVER_SETTINGS, **self._settings},
-            )
+            self._conn = await asyncpg.connect(**_connect_kwargs(self._dsn, self._settings))
         try:
             return await self._conn.fetch(statement, *args)
         except CONNECTION_ERRORS:

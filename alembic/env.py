@@ -1,5 +1,9 @@
 """Alembic environment for pgqueue's own migrations.
 
+These scripts live once, here; ``alembic.ini`` points at this folder and the wheel ships it as
+``pgqueue._alembic`` (see ``pgqueue.migrate.script_location``). Connections are opened by
+``pgqueue.migrate.engine``, so the DSN's libpq parameters mean what they mean everywhere in pgqueue.
+
 The target schema comes from ``config.attributes["pgqueue_schema"]`` (set by ``pgqueue.migrate``)
 or else from the settings (``PGQUEUE_SCHEMA``); the DSN likewise from ``config.attributes`` or
 ``PGQUEUE_DSN``. The version table lives inside that schema, so it never meets the application's own
@@ -12,10 +16,9 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import Connection, pool, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection, text
 
-from pgqueue.migrate import sqlalchemy_url
+from pgqueue.migrate import engine
 from pgqueue.settings import Settings, validate_schema_name
 
 config = context.config
@@ -50,12 +53,12 @@ def run_migrations_online() -> None:
 
 
 async def _run_async(dsn: str) -> None:
-    engine = create_async_engine(sqlalchemy_url(dsn), poolclass=pool.NullPool)
+    migrations = engine(dsn)
     try:
-        async with engine.begin() as connection:
+        async with migrations.begin() as connection:
             await connection.run_sync(_run)
     finally:
-        await engine.dispose()
+        await migrations.dispose()
 
 
 if context.is_offline_mode():
