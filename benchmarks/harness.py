@@ -239,6 +239,7 @@ def scratch_path(name: str) -> Path:
 
 
 def remove_scratch() -> None:
+    """Remove this process's scratch folder (the runs it held are in the results by then)."""
     folder = RESULTS_DIR / "scratch" / str(os.getpid())
     if folder.exists():
         for f in folder.iterdir():

@@ -29,6 +29,7 @@ from .harness import (
     fmt,
     machine_info,
     measure_in_subprocess,
+    remove_scratch,
     run_async,
     server_info,
     utc_now,
@@ -141,6 +142,7 @@ def driver(args: argparse.Namespace) -> None:
         "reproduce": reproduce,
     }
     write_json(out, doc)
+    remove_scratch()
     png_rel = None
     try:
         plot(doc, png)
