@@ -32,7 +32,7 @@ from typing import Any
 
 from pgqueue import PgQueue, Task
 
-from ..pgqueue_internals import SCHEMA, install_schema
+from ..pgqueue_internals import JOBS, SCHEMA, install_schema
 from .base import JOB_NAME, QUEUE, Contestant, OnJob, pkg_version
 
 logging.getLogger("pgqueue").setLevel(logging.WARNING)
@@ -65,7 +65,7 @@ class PgQueueContestant(Contestant):
     # An idle worker's latency barely depends on the concurrency (measured: README); c32 is the
     # setting people deploy. PGQUEUE_BENCH_LATENCY_VARIANT picks another one for experiments.
     latency_variant = os.environ.get("PGQUEUE_BENCH_LATENCY_VARIANT", "c32")
-    job_table = "pgqueue.jobs"
+    job_table = JOBS
     cleanup_note = (
         "keeps finished rows (status 'succeeded') for `retention` (7 days by default), then "
         "the worker's pruner DELETEs them in batches of 1000"
