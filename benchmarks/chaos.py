@@ -1,6 +1,6 @@
 """Chaos run: push many jobs through several worker processes while killing things at random.
 
-    python benchmarks/chaos.py --jobs 20000 --workers 3 --minutes 5
+    python -m benchmarks.chaos --jobs 20000 --workers 3 --minutes 5
 
 Faults, one every ``--fault-every`` seconds: SIGKILL a worker (and start a new one), SIGTERM a worker
 (graceful; start a new one), or ``pg_terminate_backend`` on a random pgqueue connection. Once every
@@ -12,7 +12,8 @@ job is final, or the time is up, the faults stop, the survivors finish, and the 
   duplicates at-least-once allows);
 * still running (must be 0).
 
-It creates and drops its own database (``pgqueue_chaos``) on the server given by ``--dsn-base``.
+The workers are ``python -m pgqueue.worker benchmarks.chaos_tasks:pgq`` started from the repository
+root. It creates and drops its own database (``<prefix>chaos``) on the server given by ``--dsn-base``.
 Exit status 0 when nothing was lost and no duplicate is unexplained.
 """
 
@@ -27,47 +28,39 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import asyncpg
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:0] = [str(ROOT), str(HERE)]
+from . import chaos_tasks
+from . import pgqueue_internals as internals
+from .harness import DEFAULT_DSN_BASE, REPO_ROOT, db_dsn, recreate_database
 
-import chaos_tasks  # noqa: E402
-
-from pgqueue.migrate import upgrade  # noqa: E402
-
-DATABASE = "pgqueue_chaos"
+TASKS = f"{chaos_tasks.__name__}:pgq"
 
 
-def _worker(dsn: str, concurrency: int) -> subprocess.Popen[bytes]:
+def start_worker(dsn: str, concurrency: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pgqueue.worker", "chaos_tasks:pgq", "--concurrency",
-         str(concurrency), "--log-level", "WARNING"],
-        cwd=HERE,
-        env={**os.environ, "PGQUEUE_DSN": dsn, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}"},
+        [sys.executable, "-m", "pgqueue.worker", TASKS, "--concurrency", str(concurrency),
+         "--log-level", "WARNING"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PGQUEUE_DSN": dsn},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-async def _admin(base: str, *statements: str) -> None:
-    conn = await asyncpg.connect(f"{base}/postgres")
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+async def job_counts(db: asyncpg.Connection) -> dict[str, int]:
+    """Jobs per status. Read on the driver's own connection, which the faults never terminate
+    (they pick pgqueue's connections, and the driver's PgQueue is closed by then)."""
+    return {r["status"]: r["n"] for r in await db.fetch(internals.COUNT_BY_STATUS)}
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     rng = random.Random(args.seed)
-    dsn = f"{args.dsn_base}/{DATABASE}"
-    await _admin(args.dsn_base, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)",
-                 f"CREATE DATABASE {DATABASE}")
-    await asyncio.to_thread(upgrade, dsn, "pgqueue")
+    database = f"{args.db_prefix}chaos"
+    dsn = db_dsn(args.dsn_base, database)
+    await recreate_database(args.dsn_base, database)
+    await asyncio.to_thread(internals.install_schema, dsn)
     db = await asyncpg.connect(dsn)
     await db.execute(chaos_tasks.CREATE_RUNS)
 
@@ -76,16 +69,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         for start in range(0, args.jobs, 5000):
             await chaos_tasks.chaos_job.enqueue_many(range(start, min(args.jobs, start + 5000)))
 
-    workers = [_worker(dsn, args.concurrency) for _ in range(args.workers)]
+    workers = [start_worker(dsn, args.concurrency) for _ in range(args.workers)]
     killed_pids: set[int] = set()
     faults = {"sigkill": 0, "sigterm": 0, "terminate_backend": 0}
     started = time.monotonic()
     deadline = started + args.minutes * 60
 
     async def unfinished() -> int:
-        return await db.fetchval(
-            "SELECT count(*) FROM pgqueue.jobs WHERE status NOT IN ('succeeded', 'failed', 'cancelled')"
-        )
+        counts = await job_counts(db)
+        return sum(n for status, n in counts.items() if status not in internals.FINAL_STATUSES)
 
     try:
         while time.monotonic() < deadline and await unfinished() > 0:
@@ -96,8 +88,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 await db.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ("
                     " SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND application_name = 'pgqueue' AND pid <> pg_backend_pid()"
-                    " ORDER BY random() LIMIT 1)"
+                    " AND application_name = $1 AND pid <> pg_backend_pid()"
+                    " ORDER BY random() LIMIT 1)", internals.APPLICATION_NAME,
                 )
                 continue
             victim = workers.pop(rng.randrange(len(workers)))
@@ -107,7 +99,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             else:
                 victim.send_signal(signal.SIGTERM)
             await asyncio.to_thread(victim.wait, 120)
-            workers.append(_worker(dsn, args.concurrency))
+            workers.append(start_worker(dsn, args.concurrency))
         chaos_seconds = time.monotonic() - started
         # Faults over: the survivors rescue what the killed ones held and finish.
         settle_deadline = time.monotonic() + 120
@@ -118,19 +110,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             proc.send_signal(signal.SIGTERM)
         exit_codes = [await asyncio.to_thread(proc.wait, 120) for proc in workers]
 
-    statuses = {r["status"]: r["n"] for r in await db.fetch(
-        "SELECT status::text, count(*) AS n FROM pgqueue.jobs GROUP BY 1")}
-    never_ran = await db.fetchval(
-        "SELECT count(*) FROM pgqueue.jobs j WHERE j.status = 'succeeded' "
-        "AND NOT EXISTS (SELECT 1 FROM chaos_runs r WHERE r.job_id = j.id)")
+    statuses = await job_counts(db)
+    never_ran = await db.fetchval(internals.SUCCEEDED_WITHOUT_RUN.format(runs="chaos_runs"))
     duplicates = await db.fetch(
         "SELECT job_id, array_agg(pid ORDER BY at) AS pids FROM chaos_runs "
         "GROUP BY job_id HAVING count(*) > 1")
     explained = sum(1 for row in duplicates if set(row["pids"][:-1]) <= killed_pids)
     await db.close()
-    await _admin(args.dsn_base, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    await recreate_database(args.dsn_base, database, drop_only=True)
     enqueued = sum(statuses.values())
-    final = statuses.get("succeeded", 0) + statuses.get("failed", 0) + statuses.get("cancelled", 0)
+    final = sum(statuses.get(status, 0) for status in internals.FINAL_STATUSES)
     return {
         "enqueued": enqueued,
         "succeeded": statuses.get("succeeded", 0),
@@ -148,7 +137,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dsn-base", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--dsn-base", default=DEFAULT_DSN_BASE)
+    parser.add_argument("--db-prefix", default="bench_", help="its database is <prefix>chaos")
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)

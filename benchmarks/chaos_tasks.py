@@ -1,4 +1,6 @@
-"""The task the chaos run pushes through its workers (``python -m pgqueue.worker chaos_tasks:pgq``).
+"""The task the chaos run pushes through its workers.
+
+They run ``python -m pgqueue.worker benchmarks.chaos_tasks:pgq`` from the repository root.
 
 Every run records itself in ``chaos_runs`` before it returns, through its own connection, so the
 report counts what really ran.

@@ -1,7 +1,7 @@
 """Does a pgqueue worker's memory stay flat over a long run?
 
-    python benchmarks/memory.py                         # 1,000,000 jobs
-    python benchmarks/memory.py --n 200000 --concurrency 32
+    python -m benchmarks.memory                         # 1,000,000 jobs
+    python -m benchmarks.memory --n 200000 --concurrency 32
 
 In a fresh database ``<prefix>memory``: ONE worker process (the pgqueue contestant's worker,
 public API only, no-op async task) drains N jobs while this process enqueues them with
@@ -20,23 +20,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import datetime as dt
 import gc
 import json
 import os
 import subprocess
-import sys
 import time
 from typing import Any
 
-import asyncpg
+from pgqueue import PgQueue
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from common import DEFAULT_DSN_BASE, db_dsn, recreate_database
-from contestants import load
-from contestants.pgqueue import SCHEMA
+from .contestants import Contestant, load
+from .contestants.base import QUEUE
+from .harness import (
+    REPO_ROOT,
+    add_server_options,
+    db_dsn,
+    module_command,
+    recreate_database,
+    results_path,
+    run_async,
+    utc_now,
+    write_json,
+)
+from .pgqueue_internals import SCHEMA
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -76,46 +82,44 @@ async def role_worker(a: argparse.Namespace) -> None:
                       "elapsed_s": time.monotonic() - t0}), flush=True)
 
 
-async def produce(c: Any, dsn: str, n: int, bulk: int, backlog: int, proc: subprocess.Popen) -> None:
+async def produce(c: Contestant, dsn: str, n: int, bulk: int, backlog: int,
+                  proc: subprocess.Popen[str]) -> None:
     """Enqueue n jobs in bulk, never more than ``backlog`` queued ahead of the worker."""
     await c.open_producer(dsn)
-    check = await asyncpg.connect(dsn)
     try:
-        enqueued, since_check = 0, 0
-        while enqueued < n:
-            if since_check >= max(bulk, backlog // 4):
-                while proc.poll() is None:
-                    queued = await check.fetchval(
-                        f"SELECT count(*) FROM {SCHEMA}.jobs WHERE status = 'queued'")
-                    if queued <= backlog - bulk:
-                        break
-                    await asyncio.sleep(0.1)
-                since_check = 0
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited early with code {proc.returncode}")
-            k = min(bulk, n - enqueued)
-            await c.enqueue_many(list(range(enqueued, enqueued + k)))
-            enqueued += k
-            since_check += k
+        async with PgQueue(dsn=dsn, schema=SCHEMA) as pgq:
+            enqueued, since_check = 0, 0
+            while enqueued < n:
+                if since_check >= max(bulk, backlog // 4):
+                    while proc.poll() is None:
+                        queued = (await pgq.stats()).get(QUEUE, {}).get("queued", 0)
+                        if queued <= backlog - bulk:
+                            break
+                        await asyncio.sleep(0.1)
+                    since_check = 0
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the worker exited early with code {proc.returncode}")
+                k = min(bulk, n - enqueued)
+                await c.enqueue_many(list(range(enqueued, enqueued + k)))
+                enqueued += k
+                since_check += k
     finally:
-        await check.close()
         await c.close_producer()
 
 
 async def main(a: argparse.Namespace) -> None:
     db = f"{a.db_prefix}memory"
     dsn = db_dsn(a.dsn_base, db)
-    started = dt.datetime.now(dt.UTC)
+    started = utc_now()
     c = load("pgqueue")
     await recreate_database(a.dsn_base, db)
     try:
         await c.install(dsn, "drain")
         proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--role", "worker", "--dsn", dsn,
-             "--n", str(a.n), "--concurrency", str(a.concurrency), "--samples", str(a.samples),
-             *(["--gc-collect"] if a.gc_collect else []),
-             "--loop", a.loop],
-            stdout=subprocess.PIPE, text=True)
+            module_command("memory", "--role", "worker", "--dsn", dsn, "--n", str(a.n),
+                           "--concurrency", str(a.concurrency), "--samples", str(a.samples),
+                           *(["--gc-collect"] if a.gc_collect else []), "--loop", a.loop),
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
         t0 = time.monotonic()
         try:
             await produce(c, dsn, a.n, a.bulk_size, a.backlog, proc)
@@ -160,14 +164,11 @@ async def main(a: argparse.Namespace) -> None:
           f"gc objects {warm['gc_objects']:,} -> {end['gc_objects']:,}")
     flat = growth <= max(5.0, 0.05 * warm["rss_mb"])
     print(f"flat (<= max(5 MB, 5%) growth after warm-up): {'yes' if flat else 'NO'}")
-    out_path = a.out or os.path.join(HERE, "results",
-                                     f"memory-{started.strftime('%Y-%m-%dT%H%M%S')}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "w") as f:
-        json.dump({"started_at": started.isoformat(timespec="seconds"),
-                   "config": {k: v for k, v in vars(a).items() if k not in ("role", "dsn")},
-                   "elapsed_s": elapsed, "handler_calls": res["handler_calls"], "samples": samples,
-                   "rss_growth_after_warmup_mb": growth, "flat": flat}, f, indent=1)
+    out_path = results_path(a.out, "memory", started)
+    write_json(out_path, {"started_at": started.isoformat(timespec="seconds"),
+                          "config": {k: v for k, v in vars(a).items() if k not in ("role", "dsn")},
+                          "elapsed_s": elapsed, "handler_calls": res["handler_calls"],
+                          "samples": samples, "rss_growth_after_warmup_mb": growth, "flat": flat})
     print(f"wrote {out_path}")
 
 
@@ -183,19 +184,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--gc-collect", action="store_true",
                    help="diagnosis: gc.collect() at each sample and report what it freed")
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait for the worker")
-    p.add_argument("--dsn-base", default=DEFAULT_DSN_BASE)
-    p.add_argument("--db-prefix", default="bench_")
+    add_server_options(p)
     p.add_argument("--out", default=None)
-    p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     return p.parse_args()
 
 
 if __name__ == "__main__":
     args = parse()
-    coro = role_worker(args) if args.role == "worker" else main(args)
-    if args.loop == "uvloop":
-        import uvloop
-
-        uvloop.run(coro)
-    else:
-        asyncio.run(coro)
+    run_async(role_worker(args) if args.role == "worker" else main(args), args.loop)

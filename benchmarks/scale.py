@@ -1,7 +1,7 @@
 """pgqueue on a large jobs table: drain throughput next to an empty table, and the claim's plan.
 
-    python benchmarks/scale.py                                   # 1,000,000 finished + 100,000 queued
-    python benchmarks/scale.py --finished 200000 --queued 20000 --n 10000 --variants c32,c100
+    python -m benchmarks.scale                                   # 1,000,000 finished + 100,000 queued
+    python -m benchmarks.scale --finished 200000 --queued 20000 --n 10000 --variants c32,c100
 
 For each repetition, each drain variant (the pgqueue contestant's, e.g. c32 / c100) and each of
 two conditions, in a fresh database ``<prefix>scale`` with pgqueue's schema:
@@ -10,8 +10,8 @@ two conditions, in a fresh database ``<prefix>scale`` with pgqueue's schema:
 * ``large``: it holds ``--finished`` succeeded jobs (older, lower ids) and ``--queued`` queued
   jobs (N of which are drained; the rest stay queued behind them).
 
-Rows are written by SQL (``INSERT ... SELECT generate_series``), shaped like pgqueue's own rows
-for the benchmark's no-op task. Then ``--settle`` (default: VACUUM ANALYZE + CHECKPOINT, as
+Rows are written by SQL (``INSERT ... SELECT generate_series``, see pgqueue_internals), shaped
+like pgqueue's own rows for the benchmark's no-op task. Then ``--settle`` (default: VACUUM ANALYZE + CHECKPOINT, as
 the peer harness does before every timed phase), then ONE worker process drains N jobs through
 the public API (contestants/pgqueue.py). Time = worker start to worker fully stopped.
 Before the first drain of each condition the claim statements' plans are printed with
@@ -26,37 +26,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import os
 import statistics
 import subprocess
-import sys
 import time
 from typing import Any
 
 import asyncpg
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from pgqueue import PgQueue
 
-from common import DEFAULT_DSN_BASE, db_dsn, recreate_database
-from contestants import load
-from contestants.base import JOB_NAME, QUEUE
-from contestants.pgqueue import SCHEMA
-
-FILL_FINISHED = f"""
-INSERT INTO {SCHEMA}.jobs (task, queue, status, args, attempts, run_at, created_at, started_at,
-                          finished_at)
-SELECT $1, $2, 'succeeded', jsonb_build_array(g), 1, t, t, t, t + interval '1 millisecond'
-FROM generate_series(1, $3::int) g,
-     LATERAL (SELECT now() - interval '1 day' + g * interval '10 microseconds' AS t) x
-"""
-
-FILL_QUEUED = f"""
-INSERT INTO {SCHEMA}.jobs (task, queue, args)
-SELECT $1, $2, jsonb_build_array(g) FROM generate_series(0, $3::int - 1) g
-"""
+from . import pgqueue_internals as internals
+from .contestants import load
+from .contestants.base import JOB_NAME, QUEUE
+from .harness import (
+    REPO_ROOT,
+    add_server_options,
+    db_dsn,
+    fetch_scalar,
+    module_command,
+    recreate_database,
+    results_path,
+    run_async,
+    utc_now,
+    write_json,
+)
 
 
 async def fill(dsn: str, finished: int, queued: int, settle: str) -> dict[str, Any]:
@@ -64,8 +58,8 @@ async def fill(dsn: str, finished: int, queued: int, settle: str) -> dict[str, A
     try:
         t0 = time.monotonic()
         if finished:
-            await conn.execute(FILL_FINISHED, JOB_NAME, QUEUE, finished)
-        await conn.execute(FILL_QUEUED, JOB_NAME, QUEUE, queued)
+            await conn.execute(internals.FILL_FINISHED, JOB_NAME, QUEUE, finished)
+        await conn.execute(internals.FILL_QUEUED, JOB_NAME, QUEUE, queued)
         t_fill = time.monotonic() - t0
         t0 = time.monotonic()
         if settle == "vacuum":
@@ -74,24 +68,21 @@ async def fill(dsn: str, finished: int, queued: int, settle: str) -> dict[str, A
             await conn.execute("ANALYZE")
         await conn.execute("CHECKPOINT")
         t_settle = time.monotonic() - t0
-        size = await conn.fetchval(f"SELECT pg_total_relation_size('{SCHEMA}.jobs')")
-        claim_idx = await conn.fetchval(f"SELECT pg_relation_size('{SCHEMA}.jobs_claim')")
-        return {"fill_s": t_fill, "settle_s": t_settle, "table_mb": size / 2**20,
-                "claim_index_mb": claim_idx / 2**20}
+        sizes = await conn.fetchrow(internals.TABLE_SIZES)
+        return {"fill_s": t_fill, "settle_s": t_settle, "table_mb": sizes["table_bytes"] / 2**20,
+                "claim_index_mb": sizes["claim_index_bytes"] / 2**20}
     finally:
         await conn.close()
 
 
 def claim_statements() -> dict[str, tuple[str, str, list[Any]]]:
     """name -> (statement, PREPARE parameter types, parameters) for EXPLAIN."""
-    from pgqueue import PgQueue
-
-    st = PgQueue(dsn="postgresql://unused/x", schema=SCHEMA).statements
+    claims = internals.claim_statements(PgQueue(dsn="postgresql://unused/x", schema=internals.SCHEMA))
     return {
         "claim_from_all_queues (worker without --queue), LIMIT 100":
-            (st.claim_from_all_queues, "text[], int, bigint", [None, 100, 0]),
+            (claims["claim_from_all_queues"], "text[], int, bigint", [None, 100, 0]),
         "claim_from_queues(['default']), LIMIT 100":
-            (st.claim_from_queues, "text[], int, bigint", [[QUEUE], 100, 0]),
+            (claims["claim_from_queues"], "text[], int, bigint", [[QUEUE], 100, 0]),
     }
 
 
@@ -131,10 +122,11 @@ def _literal(v: Any) -> str:
     return str(v)
 
 
-def drain_in_subprocess(dsn: str, variant: str, n: int, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--role", "drain", "--dsn", dsn,
-           "--variant", variant, "--n", str(n)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+def drain_in_subprocess(dsn: str, variant: str, n: int, timeout: float, loop: str) -> dict[str, Any]:
+    cmd = module_command("scale", "--role", "drain", "--dsn", dsn, "--variant", variant,
+                         "--n", str(n), "--loop", loop)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                          check=False)
     if proc.returncode != 0:
         return {"ok": False, "error_tail": (proc.stdout + proc.stderr)[-1500:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -142,8 +134,7 @@ def drain_in_subprocess(dsn: str, variant: str, n: int, timeout: float) -> dict[
 
 async def role_drain(dsn: str, variant: str, n: int) -> None:
     c = load("pgqueue")
-    opts = dict(c.drain_variants[variant])
-    concurrency = opts.pop("concurrency")
+    concurrency, opts = c.variant(variant)
     calls = 0
 
     def on_job(_i: int) -> None:
@@ -172,12 +163,9 @@ async def one(args, variant: str, condition: str, show_plan: bool) -> dict[str, 
             print(f"\n===== claim plans, {condition} table ({finished:,} succeeded + {queued:,} queued, "
                   f"settle={args.settle}) =====\n{plan}", flush=True)
             info["plan"] = plan
-        res = await asyncio.to_thread(drain_in_subprocess, dsn, variant, args.n, args.timeout)
-        conn = await asyncpg.connect(dsn)
-        try:
-            done = await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.jobs WHERE status = 'succeeded'")
-        finally:
-            await conn.close()
+        res = await asyncio.to_thread(drain_in_subprocess, dsn, variant, args.n, args.timeout,
+                                      args.loop)
+        done = await fetch_scalar(dsn, internals.COUNT_SUCCEEDED)
         res["verified"] = done == finished + res.get("handler_calls", -1) and not (
             condition == "empty" and done != args.n)
         res["ok"] = bool(res.get("ok")) and res["verified"]
@@ -190,7 +178,7 @@ async def one(args, variant: str, condition: str, show_plan: bool) -> dict[str, 
 async def main(args) -> None:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     runs: list[dict[str, Any]] = []
-    started = dt.datetime.now(dt.UTC)
+    started = utc_now()
     shown: set[str] = set()
     for rep in range(args.reps):
         for variant in variants:
@@ -220,11 +208,9 @@ async def main(args) -> None:
         summary[variant] = {**med, "ratio": ratio}
         print(f"{variant:8s}{med['empty'] or 0:12,.0f}{med['large'] or 0:12,.0f}"
               f"{ratio or float('nan'):13.2f}  {'met' if ratio and ratio >= 0.9 else 'MISSED'}")
-    out = args.out or os.path.join(HERE, "results", f"scale-{started.strftime('%Y-%m-%dT%H%M%S')}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump({"started_at": started.isoformat(timespec="seconds"), "config": vars(args),
-                   "runs": runs, "summary": summary}, f, indent=1, default=str)
+    out = results_path(args.out, "scale", started)
+    write_json(out, {"started_at": started.isoformat(timespec="seconds"), "config": vars(args),
+                     "runs": runs, "summary": summary})
     print(f"wrote {out}")
 
 
@@ -242,10 +228,8 @@ def parse() -> argparse.Namespace:
                    help="after the fill: VACUUM ANALYZE (default), ANALYZE only, or nothing")
     p.add_argument("--no-explain", dest="explain", action="store_false")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per drain")
-    p.add_argument("--dsn-base", default=DEFAULT_DSN_BASE)
-    p.add_argument("--db-prefix", default="bench_")
+    add_server_options(p)
     p.add_argument("--out", default=None)
-    p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     a = p.parse_args()
     if a.role == "driver" and a.queued < a.n:
         p.error("--queued must be at least --n")
@@ -254,10 +238,4 @@ def parse() -> argparse.Namespace:
 
 if __name__ == "__main__":
     a = parse()
-    coro = role_drain(a.dsn, a.variant, a.n) if a.role == "drain" else main(a)
-    if a.loop == "uvloop":
-        import uvloop
-
-        uvloop.run(coro)
-    else:
-        asyncio.run(coro)
+    run_async(role_drain(a.dsn, a.variant, a.n) if a.role == "drain" else main(a), a.loop)

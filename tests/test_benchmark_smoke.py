@@ -1,8 +1,8 @@
 """The benchmark harness (benchmarks/) still runs end to end, at a tiny size.
 
-No timing is asserted: these only prove that ``benchmarks/run.py`` drives the pgqueue contestant
-(through the public API) and the raw baseline through every scenario and reports numbers, and
-that ``scale.py`` and ``memory.py`` complete. They need a server where databases may be created:
+No timing is asserted: these only prove that ``python -m benchmarks.run`` drives the pgqueue
+contestant (through the public API) and the raw baseline through every scenario and reports
+numbers, and that ``benchmarks.scale`` and ``benchmarks.memory`` complete. They need a server where databases may be created:
 ``PGQUEUE_TEST_DSN`` (its database is used for CREATE/DROP DATABASE).
 """
 
@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks"
 DSN = os.environ.get("PGQUEUE_TEST_DSN")
 
 pytestmark = [
@@ -31,11 +30,10 @@ pytestmark = [
 LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
-def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def _run(module: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks.<module> args`` from the repository root, as the README runs it."""
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 
@@ -46,7 +44,7 @@ def _prefix() -> str:
 
 def test_peer_harness_runs_pgqueue_and_raw(tmp_path: Path) -> None:
     out = tmp_path / "peers.json"
-    proc = _run([str(BENCH / "run.py"), "--contestants", "pgqueue,raw", "--n", "200", "--reps", "1",
+    proc = _run("run", ["--contestants", "pgqueue,raw", "--n", "200", "--reps", "1",
                  "--latency-n", "20", "--interval-ms", "5", "--bulk-size", "100",
                  "--timeout", "120", "--loop", LOOP, "--dsn-base", DSN, "--db-prefix", _prefix(),
                  "--out", str(out)], timeout=600)
@@ -70,14 +68,14 @@ def test_peer_harness_runs_pgqueue_and_raw(tmp_path: Path) -> None:
 
 
 def test_scale_and_memory_scripts_run(tmp_path: Path) -> None:
-    scale = _run([str(BENCH / "scale.py"), "--finished", "2000", "--queued", "300", "--n", "200",
+    scale = _run("scale", ["--finished", "2000", "--queued", "300", "--n", "200",
                   "--variants", "c32", "--loop", LOOP, "--dsn-base", DSN, "--db-prefix", _prefix(),
                   "--out", str(tmp_path / "scale.json")], timeout=300)
     assert "Index Scan using jobs_claim" in scale.stdout  # the claim's plan is printed
     result = json.loads((tmp_path / "scale.json").read_text())
     assert all(r["ok"] for r in result["runs"]) and result["summary"]["c32"]["ratio"] > 0
 
-    memory = _run([str(BENCH / "memory.py"), "--n", "500", "--samples", "5", "--bulk-size", "100",
+    memory = _run("memory", ["--n", "500", "--samples", "5", "--bulk-size", "100",
                    "--backlog", "300", "--concurrency", "32", "--loop", LOOP, "--dsn-base", DSN,
                    "--db-prefix", _prefix(), "--out", str(tmp_path / "memory.json")], timeout=300)
     assert "RSS start" in memory.stdout

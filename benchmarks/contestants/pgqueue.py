@@ -1,6 +1,7 @@
 """pgqueue adapter: driven only through pgqueue's public API.
 
-* install  = ``pgqueue.migrate.upgrade(dsn, "pgqueue")`` (Alembic, blocking: run in a thread).
+* install  = pgqueue's migrations (``pgqueue_internals.install_schema``; Alembic, blocking: run
+  in a thread).
 * producer = ONE asyncpg connection (like every other contestant); ``enqueue_one`` is
   ``await noop.using(conn).enqueue(i)`` outside any transaction block, i.e. one autocommit
   INSERT statement = one transaction per job, exactly the harness's semantics.
@@ -16,6 +17,8 @@
   The only non-default is the log level of the ``pgqueue`` loggers (WARNING), so per-job INFO
   lines are not formatted.
 
+Verification counts come from ``pgq.stats()``.
+
 Variants: c1 / c32 = concurrency 1 / 32; c100 / c200 = concurrency 100 / 200 (the worker claims up
 to 100 per statement). latency_variant: c32 (see ``latency_variant`` below).
 """
@@ -25,27 +28,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from typing import Any
 
-import asyncpg
+from pgqueue import PgQueue, Task
 
+from ..pgqueue_internals import JOBS, SCHEMA, install_schema
 from .base import JOB_NAME, QUEUE, Contestant, OnJob, pkg_version
-
-try:  # run from a checkout without `pip install -e .`: use the repository's package
-    import pgqueue  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-SCHEMA = "pgqueue"
 
 logging.getLogger("pgqueue").setLevel(logging.WARNING)
 
+PENDING = ("queued", "scheduled", "running")
 
-def _make_queue(dsn: str | None, **settings: Any) -> tuple[Any, Any]:
-    """A PgQueue with the benchmark's no-op task registered as ``noop``."""
-    from pgqueue import PgQueue
 
+def make_queue(dsn: str | None, **settings: Any) -> tuple[PgQueue, Task, dict[str, Any]]:
+    """A PgQueue with the benchmark's no-op task registered as ``noop``, which calls
+    ``state["on_job"](i)``."""
     pgq = PgQueue(dsn=dsn, schema=SCHEMA, **settings)
     state: dict[str, Any] = {"on_job": None}
 
@@ -68,14 +65,13 @@ class PgQueueContestant(Contestant):
     # An idle worker's latency barely depends on the concurrency (measured: README); c32 is the
     # setting people deploy. PGQUEUE_BENCH_LATENCY_VARIANT picks another one for experiments.
     latency_variant = os.environ.get("PGQUEUE_BENCH_LATENCY_VARIANT", "c32")
-    job_table = "pgqueue.jobs"
+    job_table = JOBS
     cleanup_note = (
         "keeps finished rows (status 'succeeded') for `retention` (7 days by default), then "
         "the worker's pruner DELETEs them in batches of 1000"
     )
 
     def __init__(self) -> None:
-        self._conn: asyncpg.Connection | None = None
         self._noop: Any = None
 
     def versions(self) -> dict[str, str]:
@@ -94,18 +90,11 @@ class PgQueueContestant(Contestant):
         }
 
     async def install(self, dsn: str, scenario: str) -> None:
-        from pgqueue.migrate import upgrade
-
-        await asyncio.to_thread(upgrade, dsn, SCHEMA)
+        await asyncio.to_thread(install_schema, dsn)
 
     async def open_producer(self, dsn: str) -> None:
-        _pgq, self._noop, _state = _make_queue(dsn)
-        self._conn = await asyncpg.connect(dsn)
-
-    async def close_producer(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        _pgq, self._noop, _state = make_queue(dsn)
+        await super().open_producer(dsn)
 
     async def enqueue_one(self, i: int) -> None:
         await self._noop.using(self._conn).enqueue(i)
@@ -121,7 +110,7 @@ class PgQueueContestant(Contestant):
         on_job: OnJob,
         **opts: Any,
     ) -> None:
-        pgq, _noop, state = _make_queue(dsn, **opts.get("settings", {}))
+        pgq, _noop, state = make_queue(dsn, **opts.get("settings", {}))
         worker = pgq.worker(concurrency=concurrency)
         seen = 0
 
@@ -135,23 +124,22 @@ class PgQueueContestant(Contestant):
         state["on_job"] = counted
         await worker.run()
 
-    async def _scalar(self, dsn: str, sql: str) -> int:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await conn.fetchval(sql)
-        finally:
-            await conn.close()
+    async def _counts(self, dsn: str) -> dict[str, int]:
+        """Jobs per status over every queue."""
+        async with PgQueue(dsn=dsn, schema=SCHEMA) as pgq:
+            stats = await pgq.stats()
+        totals: dict[str, int] = {}
+        for per_status in stats.values():
+            for status, n in per_status.items():
+                totals[status] = totals.get(status, 0) + n
+        return totals
 
     async def count_done(self, dsn: str) -> int:
-        return await self._scalar(
-            dsn, f"SELECT count(*) FROM {SCHEMA}.jobs WHERE status = 'succeeded'"
-        )
+        return (await self._counts(dsn)).get("succeeded", 0)
 
     async def count_pending(self, dsn: str) -> int:
-        return await self._scalar(
-            dsn,
-            f"SELECT count(*) FROM {SCHEMA}.jobs WHERE status IN ('queued', 'scheduled', 'running')",
-        )
+        counts = await self._counts(dsn)
+        return sum(counts.get(status, 0) for status in PENDING)
 
 
 def make() -> Contestant:

@@ -1,0 +1,97 @@
+"""Everything benchmarks/ knows about pgqueue beyond its public API, in one place.
+
+Some measurements need pgqueue's insides: the profiler times pgqueue's own statements without the
+Python around them, the large-table run fills the jobs table by SQL and EXPLAINs the claim, and
+the chaos run checks the table against what really ran. pgqueue's internals change without
+notice, so when they do, this module is the one to follow them; every other benchmark module
+uses only ``PgQueue``, its tasks, ``pgq.worker`` and ``enqueue``/``enqueue_many``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pgqueue import PgQueue, Task
+from pgqueue.migrate import upgrade
+
+SCHEMA = "pgqueue"
+JOBS = f"{SCHEMA}.jobs"
+CLAIM_INDEX = f"{SCHEMA}.jobs_claim"
+APPLICATION_NAME = "pgqueue"
+"""What pgqueue's connections call themselves in pg_stat_activity."""
+
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+def install_schema(dsn: str) -> None:
+    """pgqueue's migrations into an empty database (blocking: Alembic)."""
+    upgrade(dsn, SCHEMA)
+
+
+# --------------------------------------------------------------------------- statements
+
+def insert_statement(pgq: PgQueue, jobs: int) -> str:
+    return pgq.statements.insert(many=jobs > 1, unique=False)
+
+
+def insert_params(task: Task, ids: list[int]) -> list[Any]:
+    """The insert's parameters for ``task(i)`` per id, made ready without the API."""
+    many = len(ids) > 1
+    args = json.dumps([[i] for i in ids]) if many else json.dumps([ids[0]])
+    kwargs = json.dumps([{}] * len(ids)) if many else "{}"
+    return [task.name, task.queue, task.priority, args, kwargs, task.max_attempts, None, None]
+
+
+def claim_statements(pgq: PgQueue) -> dict[str, str]:
+    """The worker's two claims; parameters: queues (NULL for every queue), limit, worker id."""
+    st = pgq.statements
+    return {"claim_from_all_queues": st.claim_from_all_queues,
+            "claim_from_queues": st.claim_from_queues}
+
+
+def complete_statement(pgq: PgQueue) -> str:
+    return pgq.statements.complete
+
+
+def complete_params(rows: list[Any]) -> tuple[list[Any], ...]:
+    """``complete``'s arrays recording every claimed row in ``rows`` as succeeded."""
+    k = len(rows)
+    return ([r["id"] for r in rows], [r["attempts"] for r in rows], ["succeeded"] * k,
+            [None] * k, [None] * k, [0.0] * k)
+
+
+def register_worker_statement(pgq: PgQueue) -> str:
+    """Parameters: hostname, pid, queues, concurrency; returns the worker id a claim needs."""
+    return pgq.statements.register_worker
+
+
+# --------------------------------------------------------------------------- the jobs table
+
+FILL_FINISHED = f"""
+INSERT INTO {JOBS} (task, queue, status, args, attempts, run_at, created_at, started_at,
+                    finished_at)
+SELECT $1, $2, 'succeeded', jsonb_build_array(g), 1, t, t, t, t + interval '1 millisecond'
+FROM generate_series(1, $3::int) g,
+     LATERAL (SELECT now() - interval '1 day' + g * interval '10 microseconds' AS t) x
+"""
+"""$3 succeeded jobs of task $1 in queue $2, shaped like the worker's own, older than any queued."""
+
+FILL_QUEUED = f"""
+INSERT INTO {JOBS} (task, queue, args)
+SELECT $1, $2, jsonb_build_array(g) FROM generate_series(0, $3::int - 1) g
+"""
+"""$3 queued jobs ``task(i)`` of task $1 in queue $2, i = 0..$3-1."""
+
+COUNT_BY_STATUS = f"SELECT status::text AS status, count(*) AS n FROM {JOBS} GROUP BY 1"
+
+COUNT_SUCCEEDED = f"SELECT count(*) FROM {JOBS} WHERE status = 'succeeded'"
+
+TABLE_SIZES = (f"SELECT pg_total_relation_size('{JOBS}') AS table_bytes, "
+               f"pg_relation_size('{CLAIM_INDEX}') AS claim_index_bytes")
+
+SUCCEEDED_WITHOUT_RUN = f"""
+SELECT count(*) FROM {JOBS} j WHERE j.status = 'succeeded'
+AND NOT EXISTS (SELECT 1 FROM {{runs}} r WHERE r.job_id = j.id)
+"""
+"""Jobs recorded succeeded that never ran: the table ``{runs}`` (job_id) records every run."""
