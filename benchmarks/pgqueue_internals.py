@@ -50,12 +50,12 @@ def claim_statements(pgq: PgQueue) -> dict[str, str]:
             "claim_from_queues": st.claim_from_queues}
 
 
-def complete_statement(pgq: PgQueue) -> str:
-    return pgq.statements.complete
+def write_outcomes_statement(pgq: PgQueue) -> str:
+    return pgq.statements.write_outcomes
 
 
-def complete_params(rows: list[Any]) -> tuple[list[Any], ...]:
-    """``complete``'s arrays recording every claimed row in ``rows`` as succeeded."""
+def write_outcomes_params(rows: list[Any]) -> tuple[list[Any], ...]:
+    """``write_outcomes``'s arrays recording every claimed row in ``rows`` as succeeded."""
     k = len(rows)
     return ([r["id"] for r in rows], [r["attempts"] for r in rows], ["succeeded"] * k,
             [None] * k, [None] * k, [0.0] * k)

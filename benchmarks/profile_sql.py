@@ -39,7 +39,7 @@ async def part_sql(dsn: str, backlog: int, rounds: int) -> None:
             "pgqueue claim_from_all_queues": (claim["claim_from_all_queues"], None),
             "pgqueue claim_from_queues": (claim["claim_from_queues"], [QUEUE]),
         }
-        complete = internals.complete_statement(pgq)
+        write_outcomes = internals.write_outcomes_statement(pgq)
         times: dict[str, list[float]] = {}
 
         async def timed(label: str, coro: Awaitable[Any]) -> Any:
@@ -52,8 +52,8 @@ async def part_sql(dsn: str, backlog: int, rounds: int) -> None:
             for _ in range(rounds):
                 for label, (sql, queues) in claims.items():
                     rows = await timed(f"{label}({size})", conn.fetch(sql, queues, size, wid))
-                    await timed(f"pgqueue complete({size})",
-                                conn.fetch(complete, *internals.complete_params(rows)))
+                    await timed(f"pgqueue write_outcomes({size})",
+                                conn.fetch(write_outcomes, *internals.write_outcomes_params(rows)))
                 rows = await timed(f"raw CLAIM_MANY({size})", conn.fetch(CLAIM_MANY, QUEUE, size))
                 await timed(f"raw DONE_MANY({size})", conn.execute(DONE_MANY, [row["id"] for row in rows]))
                 if size == 1:
