@@ -17,7 +17,8 @@ from pgqueue.migrate import upgrade
 
 SCHEMA = "pgqueue"
 JOBS = f"{SCHEMA}.jobs"
-CLAIM_INDEX = f"{SCHEMA}.jobs_claim"
+READY = f"{SCHEMA}.ready"
+"""The ready ring: claimable jobs, partitioned into slots (pgqueue's migration 0002)."""
 APPLICATION_NAME = "pgqueue"
 """What pgqueue's connections call themselves in pg_stat_activity."""
 
@@ -75,7 +76,13 @@ SELECT $1, $2, 'succeeded', jsonb_build_array(g), 1, t, t, t, t + interval '1 mi
 FROM generate_series(1, $3::int) g,
      LATERAL (SELECT now() - interval '1 day' + g * interval '10 microseconds' AS t) x
 """
-"""$3 succeeded jobs of task $1 in queue $2, shaped like the worker's own, older than any queued."""
+"""$3 succeeded jobs of task $1 in queue $2, shaped like the worker's own, older than any queued.
+Run ``COUNT_FILLED`` after it: pgqueue keeps the counts of finished jobs rather than counting."""
+
+COUNT_FILLED = f"""
+INSERT INTO {SCHEMA}.job_counts (queue, status, n) VALUES ($1, 'succeeded', $2)
+ON CONFLICT (queue, status) DO UPDATE SET n = {SCHEMA}.job_counts.n + EXCLUDED.n
+"""
 
 FILL_QUEUED = f"""
 INSERT INTO {JOBS} (task, queue, args)
@@ -88,7 +95,8 @@ COUNT_BY_STATUS = f"SELECT status::text AS status, count(*) AS n FROM {JOBS} GRO
 COUNT_SUCCEEDED = f"SELECT count(*) FROM {JOBS} WHERE status = 'succeeded'"
 
 TABLE_SIZES = (f"SELECT pg_total_relation_size('{JOBS}') AS table_bytes, "
-               f"pg_relation_size('{CLAIM_INDEX}') AS claim_index_bytes")
+               f"(SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('{READY}')) "
+               "AS ready_bytes")
 
 SUCCEEDED_WITHOUT_RUN = f"""
 SELECT count(*) FROM {JOBS} j WHERE j.status = 'succeeded'

@@ -59,6 +59,7 @@ async def fill(dsn: str, finished: int, queued: int, settle: str) -> dict[str, A
         t0 = time.monotonic()
         if finished:
             await conn.execute(internals.FILL_FINISHED, JOB_NAME, QUEUE, finished)
+            await conn.execute(internals.COUNT_FILLED, QUEUE, finished)
         await conn.execute(internals.FILL_QUEUED, JOB_NAME, QUEUE, queued)
         t_fill = time.monotonic() - t0
         t0 = time.monotonic()
@@ -70,7 +71,7 @@ async def fill(dsn: str, finished: int, queued: int, settle: str) -> dict[str, A
         t_settle = time.monotonic() - t0
         sizes = await conn.fetchrow(internals.TABLE_SIZES)
         return {"fill_s": t_fill, "settle_s": t_settle, "table_mb": sizes["table_bytes"] / 2**20,
-                "claim_index_mb": sizes["claim_index_bytes"] / 2**20}
+                "ready_mb": sizes["ready_bytes"] / 2**20}
     finally:
         await conn.close()
 
@@ -189,7 +190,7 @@ async def main(args) -> None:
                 r["rep"] = rep
                 runs.append(r)
                 extra = (f" (fill {r['fill_s']:.1f} s, settle {r['settle_s']:.1f} s, table "
-                         f"{r['table_mb']:.0f} MB, claim index {r['claim_index_mb']:.1f} MB)")
+                         f"{r['table_mb']:.0f} MB, ready ring {r['ready_mb']:.1f} MB)")
                 print(f"rep {rep} {variant:6s} {condition:6s} "
                       f"{r.get('jobs_per_s', 0):8,.0f} jobs/s ok={r['ok']}{extra}", flush=True)
                 if not r["ok"]:

@@ -71,7 +71,7 @@ def test_scale_and_memory_scripts_run(tmp_path: Path) -> None:
     scale = _run("scale", ["--finished", "2000", "--queued", "300", "--n", "200",
                   "--variants", "c32", "--loop", LOOP, "--dsn-base", DSN, "--db-prefix", _prefix(),
                   "--out", str(tmp_path / "scale.json")], timeout=300)
-    assert "Index Scan using jobs_claim" in scale.stdout  # the claim's plan is printed
+    assert "Index Scan using ready_" in scale.stdout  # the claim's plan is printed: the ready ring
     result = json.loads((tmp_path / "scale.json").read_text())
     assert all(r["ok"] for r in result["runs"]) and result["summary"]["c32"]["ratio"] > 0
 

@@ -86,9 +86,26 @@ class JobStatements(StatementsBase):
 
     @cached_property
     def stats(self) -> str:
+        """Counts per queue and status, none of them by counting history: queued from the ready
+        ring, scheduled and running through their partial indexes, finished ones from the kept
+        counts (folded totals plus the changes appended since)."""
         return self._format(
-            "SELECT queue, status::text AS status, count(*) AS n FROM {s}.jobs "
-            "GROUP BY queue, status ORDER BY queue, status"
+            """
+            SELECT queue, status, sum(n)::bigint AS n FROM (
+                SELECT queue, 'queued' AS status, count(*) AS n FROM {s}.ready GROUP BY queue
+                UNION ALL
+                SELECT queue, 'scheduled', count(*) FROM {s}.jobs WHERE status = 'scheduled'
+                GROUP BY queue
+                UNION ALL
+                SELECT queue, 'running', count(*) FROM {s}.jobs WHERE status = 'running'
+                GROUP BY queue
+                UNION ALL
+                SELECT queue, status::text, n FROM {s}.job_counts
+                UNION ALL
+                SELECT queue, status::text, n FROM {s}.job_count_changes
+            ) c
+            GROUP BY queue, status HAVING sum(n) <> 0 ORDER BY queue, status
+            """
         )
 
     def list_jobs(self, *, status: bool, queue: bool, task: bool, before: bool) -> str:
@@ -130,7 +147,15 @@ class JobStatements(StatementsBase):
             WITH cancelled AS (
                 UPDATE {s}.jobs SET status = 'cancelled', finished_at = now()
                 WHERE id = $1 AND status IN {unfinished}
-                RETURNING id, (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
+                RETURNING id, queue, (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
+            ), counted AS (
+                INSERT INTO {s}.job_count_changes (queue, status, n)
+                SELECT queue, 'cancelled', 1 FROM cancelled
+            ), unready AS (
+                -- A claim may hold the ready row: it deletes it itself (and skips the job).
+                DELETE FROM {s}.ready WHERE id IN
+                    (SELECT id FROM {s}.ready WHERE id = $1 FOR UPDATE SKIP LOCKED)
+                  AND EXISTS (SELECT 1 FROM cancelled)
             )
             SELECT id, previous::text,
                    {told},
@@ -151,7 +176,10 @@ class JobStatements(StatementsBase):
                     max_attempts = greatest(max_attempts, attempts + 1), progress = NULL,
                     progress_message = NULL
                 WHERE id = $1 AND status IN {retryable}
-                RETURNING id, queue
+                RETURNING id, queue, (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
+            ), counted AS (
+                INSERT INTO {s}.job_count_changes (queue, status, n)
+                SELECT queue, previous, -1 FROM retried
             )
             SELECT id, {wake}, {told} FROM retried
             """.replace("{wake}", self._wake("queue"))

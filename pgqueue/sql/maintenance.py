@@ -72,6 +72,9 @@ class MaintenanceStatements(StatementsBase):
                     worker_id = NULL
                 WHERE j.id = ANY(ARRAY(SELECT id FROM orphans))
                 RETURNING {columns}
+            ), counted AS (
+                INSERT INTO {s}.job_count_changes (queue, status, n)
+                SELECT queue, status, count(*) FROM rescued WHERE status = 'failed' GROUP BY queue, status
             ), forgotten AS (
                 DELETE FROM {s}.workers
                 WHERE heartbeat_at <= now() - make_interval(secs => $1) AND id <> $2
@@ -115,19 +118,67 @@ class MaintenanceStatements(StatementsBase):
 
     @cached_property
     def prune(self) -> str:
-        """Delete up to $3 final jobs finished before their retention ($1 seconds; $2 for failed)."""
+        """Delete up to $3 final jobs with ids above $4 that finished before their retention ($1
+        seconds; $2 for failed), and take them off the kept counts.
+
+        Returns ``deleted`` and ``last_id``, the highest id looked at: the next batch starts
+        after it, so no batch walks the rows (dead until a vacuum) that the ones before deleted.
+        The delete checks the retention again, for a job retried meanwhile.
+        """
+        expired = """
+            ((status IN ('succeeded', 'cancelled') AND finished_at < now() - make_interval(secs => $1))
+             OR (status = 'failed' AND finished_at < now() - make_interval(secs => $2)))
+        """
         return self._format(
             """
             WITH old AS (
-                SELECT id FROM {s}.jobs
-                WHERE (status IN ('succeeded', 'cancelled')
-                       AND finished_at < now() - make_interval(secs => $1))
-                   OR (status = 'failed' AND finished_at < now() - make_interval(secs => $2))
-                ORDER BY id LIMIT $3
+                SELECT id FROM {s}.jobs WHERE id > $4 AND {expired} ORDER BY id LIMIT $3
+            ), pruned AS (
+                DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM old)) AND {expired}
+                RETURNING queue, status
+            ), counted AS (
+                INSERT INTO {s}.job_count_changes (queue, status, n)
+                SELECT queue, status, -count(*) FROM pruned GROUP BY queue, status
             )
-            DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM old))
+            SELECT (SELECT count(*) FROM pruned) AS deleted, (SELECT max(id) FROM old) AS last_id
+            """.replace("{expired}", expired)
+        )
+
+    @cached_property
+    def fold_counts(self) -> str:
+        """Fold the appended count changes into the kept counts (one row per queue and status),
+        so that ``stats`` adds up a few rows, not one per batch of outcomes."""
+        return self._format(
+            """
+            WITH folded AS (
+                DELETE FROM {s}.job_count_changes RETURNING queue, status, n
+            )
+            INSERT INTO {s}.job_counts (queue, status, n)
+            SELECT queue, status, sum(n) FROM folded GROUP BY queue, status
+            ON CONFLICT (queue, status) DO UPDATE SET n = {s}.job_counts.n + EXCLUDED.n
             """
         )
+
+    # -- the ready ring --------------------------------------------------------------------------
+
+    @cached_property
+    def ready_slot(self) -> str:
+        """The slot of the ready ring that rows written now go to."""
+        return self._format("SELECT {s}.ready_slot()")
+
+    def ready_slot_has_rows(self, slot: int) -> str:
+        """Whether slot ``slot`` was written to since it was last truncated (``written``), and
+        whether any row in it is still visible (``live``)."""
+        return self._format(
+            f"SELECT pg_relation_size('{{s}}.ready_{slot:d}') > 0 AS written, "
+            f"EXISTS (SELECT 1 FROM {{s}}.ready_{slot:d}) AS live"
+        )
+
+    def lock_ready_slot(self, slot: int) -> str:
+        return self._format(f"LOCK TABLE {{s}}.ready_{slot:d} IN ACCESS EXCLUSIVE MODE")
+
+    def truncate_ready_slot(self, slot: int) -> str:
+        return self._format(f"TRUNCATE {{s}}.ready_{slot:d}")
 
     @cached_property
     def jobs_dead_rows(self) -> str:

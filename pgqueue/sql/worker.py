@@ -20,19 +20,18 @@ class WorkerStatements(StatementsBase):
 
     @cached_property
     def claim_from_all_queues(self) -> str:
-        """As ``claim_from_queues`` over every queue that has queued jobs ($1 is ignored).
+        """As ``claim_from_queues`` over every queue that has ready jobs ($1 is ignored).
 
-        The queues are found with a loose index scan over the claim index, one probe per queue.
+        The queues are found with a loose index scan over the ready ring, one probe per queue.
         """
         return self._format(
             _CLAIM.replace(
                 "{queues}",
                 """
-                (SELECT queue AS name FROM {s}.jobs WHERE status = 'queued' AND $1::text[] IS NULL
+                (SELECT queue AS name FROM {s}.ready WHERE $1::text[] IS NULL
                  ORDER BY queue LIMIT 1)
                 UNION ALL
-                SELECT (SELECT queue FROM {s}.jobs
-                        WHERE status = 'queued' AND queue > q.name ORDER BY queue LIMIT 1)
+                SELECT (SELECT queue FROM {s}.ready WHERE queue > q.name ORDER BY queue LIMIT 1)
                 FROM queues q WHERE q.name IS NOT NULL
                 """,
             )
@@ -76,6 +75,10 @@ class WorkerStatements(StatementsBase):
                 WHERE j.id = ANY($1::bigint[]) AND j.id = o.id AND j.attempts = o.attempt
                   AND j.status::text = 'running'
                 RETURNING j.id, o.status, j.queue
+            ), counted AS (
+                INSERT INTO {s}.job_count_changes (queue, status, n)
+                SELECT queue, status::{s}.job_status, count(*) FROM written
+                WHERE status IN {final} GROUP BY queue, status
             )
             SELECT array_agg(id) AS ids, array_agg(status) AS statuses,
                    array_agg(DISTINCT queue) FILTER (WHERE status = 'queued') AS queues
@@ -191,14 +194,17 @@ WITH handed_back AS (
 SELECT id, task, {wake}, {told} FROM handed_back
 """
 
+# Claimable jobs are rows of the ready ring (see migration 0002): a claim takes the best of them
+# and deletes them, then marks their jobs running. A ready row whose job is no longer queued (a
+# worker of an older version claimed it from the jobs table) is deleted and skipped.
 _CLAIM = """
 WITH RECURSIVE queues AS (
     {queues}
 ), picked AS (
     SELECT c.id FROM queues q CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.run_at FROM {s}.jobs j
-        WHERE j.status = 'queued' AND j.queue = q.name
-        ORDER BY j.priority DESC, j.run_at, j.id
+        SELECT r.id, r.priority, r.run_at FROM {s}.ready r
+        WHERE r.queue = q.name
+        ORDER BY r.priority DESC, r.run_at, r.id
         LIMIT $2
         FOR UPDATE SKIP LOCKED
     ) c
@@ -206,10 +212,13 @@ WITH RECURSIVE queues AS (
       AND NOT EXISTS (SELECT 1 FROM {s}.queues p WHERE p.name = q.name AND p.paused)
     ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT $2
+), taken AS (
+    DELETE FROM {s}.ready r WHERE r.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING r.id
 ), claimed AS (
     UPDATE {s}.jobs j
     SET status = 'running', attempts = j.attempts + 1, started_at = now(), worker_id = $3
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    WHERE j.id = ANY(ARRAY(SELECT id FROM taken)) AND j.status = 'queued'
     RETURNING {claim_columns}
 )
 SELECT * FROM claimed

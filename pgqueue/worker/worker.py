@@ -38,6 +38,7 @@ from .pace import ClaimPace
 from .periodic import Periodic, PeriodicEnqueuer
 from .registration import Registration
 from .reporter import Reporter
+from .ring import ReadyRing
 from .slots import Running, Slots
 from .threads import SyncRunner
 
@@ -207,6 +208,7 @@ class Worker:
             ("rescuer", Rescuer(backend, self._registration, self._hooks.failed).run()),
             ("scheduler", Scheduler(backend).run()),
             ("pruner", Pruner(backend).run()),
+            ("ready ring", ReadyRing(backend).run()),
         ]
         if backend.settings.vacuum_interval:
             coroutines.append(("vacuumer", Vacuumer(backend).run()))

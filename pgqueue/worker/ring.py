@@ -1,0 +1,68 @@
+"""Truncates the slots of the ready ring that hold nothing any more.
+
+Claimable jobs are rows of ``ready``, a table partitioned into a ring of slots by the second each
+row was written (migration 0002). A claim deletes the rows it takes; while some transaction holds
+an old snapshot, those dead rows cannot be vacuumed, and every claim would step over more of them.
+A slot that no longer holds a visible row is truncated whole instead, which needs no vacuum and
+no snapshot's leave, so claims only ever step over the dead rows of the last few seconds.
+
+Truncating takes an exclusive lock on the slot, waited for at most ``LOCK_TIMEOUT``: a slot that
+a transaction still writes to (or that a ``pg_dump`` reads) is skipped and tried again later.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from ..backend import Backend
+from .maintenance import RING_LOCK, Service
+
+logger = logging.getLogger("pgqueue.worker")
+
+SLOTS = 8  # as in migration 0002
+SLOT_SECONDS = 1.0
+LOCK_TIMEOUT = "20ms"
+
+
+class ReadyRing(Service):
+    name = "truncating the ready ring"
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self.truncated = 0
+        """Slots truncated so far (for tests and metrics)."""
+
+    def interval(self) -> float:
+        return SLOT_SECONDS / 2
+
+    async def tick(self) -> None:
+        statements = self.backend.statements
+        async with self.backend.acquire() as conn:
+            if not await conn.fetchval(statements.try_session_lock, RING_LOCK):
+                return
+            try:
+                current = await conn.fetchval(statements.ready_slot)
+                for slot in range(SLOTS):
+                    if slot != current:
+                        await self._truncate_if_spent(conn, slot)
+            finally:
+                await conn.fetchval(statements.release_session_lock, RING_LOCK)
+
+    async def _truncate_if_spent(self, conn: asyncpg.Connection, slot: int) -> None:
+        statements = self.backend.statements
+        row = await conn.fetchrow(statements.ready_slot_has_rows(slot))
+        if not row["written"] or row["live"]:
+            return
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                await conn.execute(statements.lock_ready_slot(slot))
+                # Rows committed between the look and the lock stay claimable.
+                if (await conn.fetchrow(statements.ready_slot_has_rows(slot)))["live"]:
+                    return
+                await conn.execute(statements.truncate_ready_slot(slot))
+        except asyncpg.exceptions.LockNotAvailableError:
+            return  # in use; next time
+        self.truncated += 1
