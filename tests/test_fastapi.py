@@ -13,7 +13,6 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
 
@@ -26,7 +25,6 @@ from pgqueue.fastapi import create_router, lifespan
 
 from .http_helpers import Event, read_events, serve
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "/pgqueue"
 TIMEOUT = 60  # generous: only a hang should ever reach it
 
@@ -527,15 +525,14 @@ async def test_lifespan_leaves_an_already_open_pool_open(pgq: PgQueue):
 
 @pytest.fixture
 def example(monkeypatch: pytest.MonkeyPatch, database_url: str) -> ModuleType:
-    """``examples.app`` imported afresh against this test's database, as a user would run it."""
+    """``pgqueue.examples.app`` imported afresh against this test's database, as a user runs it."""
     monkeypatch.setenv("PGQUEUE_DSN", database_url)
     monkeypatch.setenv("PGQUEUE_PROGRESS_INTERVAL", "0.05")
     monkeypatch.setenv("PGQUEUE_POLL_INTERVAL", "0.2")
     monkeypatch.delenv("EXAMPLE_DASHBOARD_TOKEN", raising=False)
-    for name in ("examples", "examples.app", "examples.tasks"):
+    for name in ("pgqueue.examples", "pgqueue.examples.app", "pgqueue.examples.tasks"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.syspath_prepend(str(ROOT))
-    return importlib.import_module("examples.app")
+    return importlib.import_module("pgqueue.examples.app")
 
 
 async def test_example_register_writes_user_and_job_in_one_transaction(example: ModuleType, db):
@@ -557,14 +554,14 @@ async def test_example_register_writes_user_and_job_in_one_transaction(example: 
     assert [(u["id"], u["email"]) for u in users] == [(created["user_id"], "ada@example.com")]
     assert [j["id"] for j in jobs] == [created["job_id"]]  # the duplicate enqueued nothing
     [user], [job] = users, jobs
-    assert job["task"] == "examples.tasks.send_welcome_email" and job["status"] == "queued"
+    assert job["task"] == "pgqueue.examples.tasks.send_welcome_email" and job["status"] == "queued"
     assert job["tx"] == user["tx"]  # written by the same transaction
 
 
 async def test_example_sends_the_welcome_email_with_its_worker(
     example: ModuleType, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(sys.modules["examples.tasks"], "STEP_SECONDS", 0)
+    monkeypatch.setattr(sys.modules["pgqueue.examples.tasks"], "STEP_SECONDS", 0)
     app = example.create_app(worker=True)
     async with (
         app.router.lifespan_context(app),

@@ -7,8 +7,8 @@ dashboard is mounted at ``/pgqueue``, behind a token when ``EXAMPLE_DASHBOARD_TO
 Run it all in one process with ``python -m pgqueue demo``, or the parts separately::
 
     PGQUEUE_DSN=postgresql://... python -m pgqueue migrate
-    PGQUEUE_DSN=postgresql://... uvicorn examples.app:app
-    PGQUEUE_DSN=postgresql://... python -m pgqueue.worker examples.tasks:pgq
+    PGQUEUE_DSN=postgresql://... uvicorn pgqueue.examples.app:app
+    PGQUEUE_DSN=postgresql://... python -m pgqueue.worker pgqueue.examples.tasks:pgq
 """
 
 
