@@ -64,9 +64,13 @@ class User(Base):
 
 
 class Registration(BaseModel):
-    email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+    """A new user. No field may hold NUL (U+0000): JSON allows it but PostgreSQL text cannot store
+    it, so it is refused here with a 422 rather than failing in the database with a 500."""
+
+    email: str = Field(max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
                        examples=["ada@example.com"])
-    name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$",
+                      examples=["Ada Lovelace"])
 
 
 class Registered(BaseModel):
