@@ -8,7 +8,6 @@ because the transport would buffer a stream until it ends.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from pgqueue import JobContext, PgQueue
 from pgqueue.fastapi import create_router, lifespan
 
+from .example_helpers import import_example
 from .http_helpers import Event, read_events, serve
 
 PREFIX = "/pgqueue"
@@ -526,13 +526,9 @@ async def test_lifespan_leaves_an_already_open_pool_open(pgq: PgQueue):
 @pytest.fixture
 def example(monkeypatch: pytest.MonkeyPatch, database_url: str) -> ModuleType:
     """``pgqueue.examples.app`` imported afresh against this test's database, as a user runs it."""
-    monkeypatch.setenv("PGQUEUE_DSN", database_url)
     monkeypatch.setenv("PGQUEUE_PROGRESS_INTERVAL", "0.05")
     monkeypatch.setenv("PGQUEUE_POLL_INTERVAL", "0.2")
-    monkeypatch.delenv("EXAMPLE_DASHBOARD_TOKEN", raising=False)
-    for name in ("pgqueue.examples", "pgqueue.examples.app", "pgqueue.examples.tasks"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    return importlib.import_module("pgqueue.examples.app")
+    return import_example(monkeypatch, database_url)
 
 
 async def test_example_register_writes_user_and_job_in_one_transaction(example: ModuleType, db):
