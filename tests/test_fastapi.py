@@ -554,13 +554,15 @@ async def test_example_register_writes_user_and_job_in_one_transaction(example: 
     assert job["tx"] == user["tx"]  # written by the same transaction
 
 
-async def test_example_refuses_text_postgresql_cannot_store(example: ModuleType, db):
-    """A NUL character (U+0000) fits a JSON string but not PostgreSQL text: the request model
-    refuses it with a 422, before the database would fail with a 500."""
+async def test_example_refuses_what_its_table_cannot_store(example: ModuleType, db):
+    """The request model answers 422 for what the database would fail on with a 500: NUL
+    (U+0000), which fits a JSON string but not PostgreSQL text, and an email that only outgrows
+    its column once lowercased (``İ`` lowers to two characters)."""
     app = example.create_app()
     async with app.router.lifespan_context(app), asgi_client(app) as client:
         for body in ({"email": "ada\x00@example.com", "name": "Ada"},
-                     {"email": "ada@example.com", "name": "Ada\x00"}):
+                     {"email": "ada@example.com", "name": "Ada\x00"},
+                     {"email": "İ" * 160 + "@example.com", "name": "Ada"}):
             response = await client.post("/register", json=body)
             assert response.status_code == 422, response.text
     assert await db.fetchval("SELECT count(*) FROM users") == 0
