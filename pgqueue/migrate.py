@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from . import database
+from .database import connect
 from .errors import SchemaError
 from .settings import validate_schema_name
 
@@ -36,7 +36,7 @@ def engine(dsn: str) -> AsyncEngine:
     use: migrations are short and rare."""
     return create_async_engine(
         "postgresql+asyncpg://",
-        async_creator=lambda: database.connect(dsn),
+        async_creator=lambda: connect(dsn),
         poolclass=pool.NullPool,
     )
 

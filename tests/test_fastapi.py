@@ -8,12 +8,10 @@ because the transport would buffer a stream until it ends.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import re
 import sys
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
 
@@ -24,9 +22,9 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from pgqueue import JobContext, PgQueue
 from pgqueue.fastapi import create_router, lifespan
 
+from .example_helpers import import_example
 from .http_helpers import Event, read_events, serve
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "/pgqueue"
 TIMEOUT = 60  # generous: only a hang should ever reach it
 
@@ -527,15 +525,10 @@ async def test_lifespan_leaves_an_already_open_pool_open(pgq: PgQueue):
 
 @pytest.fixture
 def example(monkeypatch: pytest.MonkeyPatch, database_url: str) -> ModuleType:
-    """``examples.app`` imported afresh against this test's database, as a user would run it."""
-    monkeypatch.setenv("PGQUEUE_DSN", database_url)
+    """``pgqueue.examples.app`` imported afresh against this test's database, as a user runs it."""
     monkeypatch.setenv("PGQUEUE_PROGRESS_INTERVAL", "0.05")
     monkeypatch.setenv("PGQUEUE_POLL_INTERVAL", "0.2")
-    monkeypatch.delenv("EXAMPLE_DASHBOARD_TOKEN", raising=False)
-    for name in ("examples", "examples.app", "examples.tasks"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.syspath_prepend(str(ROOT))
-    return importlib.import_module("examples.app")
+    return import_example(monkeypatch, database_url)
 
 
 async def test_example_register_writes_user_and_job_in_one_transaction(example: ModuleType, db):
@@ -557,14 +550,28 @@ async def test_example_register_writes_user_and_job_in_one_transaction(example: 
     assert [(u["id"], u["email"]) for u in users] == [(created["user_id"], "ada@example.com")]
     assert [j["id"] for j in jobs] == [created["job_id"]]  # the duplicate enqueued nothing
     [user], [job] = users, jobs
-    assert job["task"] == "examples.tasks.send_welcome_email" and job["status"] == "queued"
+    assert job["task"] == "pgqueue.examples.tasks.send_welcome_email" and job["status"] == "queued"
     assert job["tx"] == user["tx"]  # written by the same transaction
+
+
+async def test_example_refuses_what_its_table_cannot_store(example: ModuleType, db):
+    """The request model answers 422 for what the database would fail on with a 500: NUL
+    (U+0000), which fits a JSON string but not PostgreSQL text, and an email that only outgrows
+    its column once lowercased (``İ`` lowers to two characters)."""
+    app = example.create_app()
+    async with app.router.lifespan_context(app), asgi_client(app) as client:
+        for body in ({"email": "ada\x00@example.com", "name": "Ada"},
+                     {"email": "ada@example.com", "name": "Ada\x00"},
+                     {"email": "İ" * 160 + "@example.com", "name": "Ada"}):
+            response = await client.post("/register", json=body)
+            assert response.status_code == 422, response.text
+    assert await db.fetchval("SELECT count(*) FROM users") == 0
 
 
 async def test_example_sends_the_welcome_email_with_its_worker(
     example: ModuleType, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(sys.modules["examples.tasks"], "STEP_SECONDS", 0)
+    monkeypatch.setattr(sys.modules["pgqueue.examples.tasks"], "STEP_SECONDS", 0)
     app = example.create_app(worker=True)
     async with (
         app.router.lifespan_context(app),

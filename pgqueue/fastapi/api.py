@@ -1,35 +1,22 @@
 """The JSON API: list and inspect jobs, cancel and retry them, pause queues, see workers.
 
-Every input is validated before it reaches the database (ids are positive 64-bit integers,
-statuses are known, names are bounded text without NUL), so a malformed request gets a 422 that
-says what is wrong, never a 500.
+Every input is validated before it reaches the database (see ``params``), so a malformed request
+gets a 422 that says what is wrong, never a 500.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from ..job import JobStatus
 from ..queue import PgQueue
-from . import sse
+from .params import Cursor, JobId, QueueFilter, QueueName, StatusFilter, TaskFilter
 from .schemas import JobConflict, JobDetail, JobOut, JobPage, LogLineOut, QueueOut, WorkerOut
-
-BIGINT_MAX = 2**63 - 1
-NAME_RULES: dict[str, Any] = {"min_length": 1, "max_length": 200, "pattern": r"^[^\x00]+$"}
-
-JobId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The job's id.")]
-QueueName = Annotated[str, Path(description="The queue's name.", **NAME_RULES)]
-StatusFilter = Annotated[JobStatus | None, Query(description="Only jobs in this status.")]
-QueueFilter = Annotated[str | None, Query(description="Only jobs of this queue.", **NAME_RULES)]
-TaskFilter = Annotated[str | None, Query(description="Only jobs of this task.", **NAME_RULES)]
-Cursor = Annotated[
-    int | None,
-    Query(ge=1, le=BIGINT_MAX, description="Cursor: the `next_cursor` of the previous page."),
-]
+from .sse import dashboard_events
+from .sse import job_events as job_event_stream
 
 _NOT_FOUND = {404: {"description": "No job with this id."}}
 _CONFLICT = {
@@ -107,7 +94,7 @@ def add_api_routes(router: APIRouter, pgq: PgQueue) -> None:
         `status` (the whole job, first on connect and again on every status change). The stream
         ends after the job's final status, which is always its last event."""
         await _job_or_404(job_id)
-        return EventSourceResponse(sse.job_events(pgq, job_id))
+        return EventSourceResponse(job_event_stream(pgq, job_id))
 
     @router.get("/events", response_class=EventSourceResponse, responses=_STREAM,
                 summary="Live events of all jobs (SSE)")
@@ -116,7 +103,7 @@ def add_api_routes(router: APIRouter, pgq: PgQueue) -> None:
         whenever the counts change, at most once a second), `status` (`{id, status}`) and
         `progress` (`{id, progress, message}`) of every job."""
         await pgq.stats()  # fail here, with a proper status code, if the database is away
-        return EventSourceResponse(sse.dashboard_events(pgq))
+        return EventSourceResponse(dashboard_events(pgq))
 
     @router.get("/stats", response_model=dict[str, dict[str, int]],
                 summary="Job counts per queue and status")

@@ -28,7 +28,7 @@ class _Snapshot(Collector):
 
 
 async def _families(pgq: PgQueue) -> list[GaugeMetricFamily]:
-    stats = await pgq.stats()
+    stats = await pgq.stats(max_age=1.0)  # scrapes at once share one read
     paused = set(await pgq.paused_queues())
     workers = await pgq.workers()
 

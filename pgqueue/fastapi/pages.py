@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import __version__
 from ..job import FINAL_STATUSES, Job, JobStatus
 from ..queue import PgQueue
-from .api import Cursor, JobId, QueueFilter, StatusFilter, TaskFilter
+from .params import Cursor, JobId, QueueFilter, StatusFilter, TaskFilter
 
 _HERE = Path(__file__).parent
 _STATIC = {path.name: path for path in (_HERE / "static").iterdir() if path.is_file()}

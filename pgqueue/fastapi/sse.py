@@ -113,7 +113,7 @@ async def dashboard_events(pgq: PgQueue) -> AsyncIterator[ServerSentEvent]:
     """Every job's ``status`` changes and ``progress``, and ``stats`` (counts per queue and status)
     whenever they changed, at most once a second. Runs until the client goes away."""
     async with pgq.events.watch(None) as queue:
-        stats = await pgq.stats()
+        stats = await pgq.stats(max_age=STATS_INTERVAL)
         yield _sse("stats", stats)
         checked = time.monotonic()
         stale = False
@@ -127,7 +127,7 @@ async def dashboard_events(pgq: PgQueue) -> AsyncIterator[ServerSentEvent]:
             for progress in _latest_progress(events).values():
                 yield _sse("progress", progress)
             if time.monotonic() >= due:
-                latest = await pgq.stats()
+                latest = await pgq.stats(max_age=STATS_INTERVAL)
                 if latest != stats:
                     stats = latest
                     yield _sse("stats", stats)

@@ -1,7 +1,7 @@
 """The example's background work: a welcome email that takes a few seconds and says how far it is.
 
-Workers import this module (``python -m pgqueue.worker examples.tasks:pgq``); the API imports it to
-enqueue. The database comes from ``PGQUEUE_DSN``.
+Workers import this module (``python -m pgqueue.worker pgqueue.examples.tasks:pgq``); the API
+imports it to enqueue. The database comes from ``PGQUEUE_DSN``.
 """
 
 from __future__ import annotations

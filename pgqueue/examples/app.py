@@ -7,8 +7,8 @@ dashboard is mounted at ``/pgqueue``, behind a token when ``EXAMPLE_DASHBOARD_TO
 Run it all in one process with ``python -m pgqueue demo``, or the parts separately::
 
     PGQUEUE_DSN=postgresql://... python -m pgqueue migrate
-    PGQUEUE_DSN=postgresql://... uvicorn examples.app:app
-    PGQUEUE_DSN=postgresql://... python -m pgqueue.worker examples.tasks:pgq
+    PGQUEUE_DSN=postgresql://... uvicorn pgqueue.examples.app:app
+    PGQUEUE_DSN=postgresql://... python -m pgqueue.worker pgqueue.examples.tasks:pgq
 """
 
 
@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Response, Security
 from fastapi.responses import FileResponse
 from fastapi.security import APIKeyCookie, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import DateTime, String, func
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,7 @@ from pgqueue.migrate import sqlalchemy_url
 from .tasks import pgq, send_welcome_email
 
 DASHBOARD_PREFIX = "/pgqueue"
+EMAIL_MAX = 320
 
 
 class Settings(BaseSettings):
@@ -58,15 +59,31 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+def _lowercase(email: str) -> str:
+    """Emails are unique whatever their case, so they are kept lowercased. Lowering lengthens a
+    few characters (``İ`` becomes two), so the length the column holds is checked again after."""
+    lowered = email.lower()
+    if len(lowered) > EMAIL_MAX:
+        raise ValueError(f"the email must have at most {EMAIL_MAX} characters once lowercased")
+    return lowered
+
+
 class Registration(BaseModel):
-    email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
-                       examples=["ada@example.com"])
-    name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
+    """A new user. Whatever the table cannot store is refused here with a 422, rather than failing
+    in the database with a 500: NUL (U+0000), which JSON allows but PostgreSQL text cannot hold,
+    and an email longer than its column once lowercased."""
+
+    email: Annotated[str, AfterValidator(_lowercase)] = Field(
+        max_length=EMAIL_MAX, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
+        examples=["ada@example.com"],
+    )
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$",
+                      examples=["Ada Lovelace"])
 
 
 class Registered(BaseModel):
@@ -130,7 +147,7 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
               responses={409: {"description": "This email is registered already."}})
     async def register(body: Registration, session: DbSession) -> Registered:
         """Create the user and enqueue their welcome email, in one transaction."""
-        user = User(email=body.email.lower(), name=body.name)
+        user = User(email=body.email, name=body.name)
         session.add(user)
         try:
             await session.flush()  # the INSERT: a duplicate email fails here, before any job
