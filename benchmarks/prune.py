@@ -254,6 +254,8 @@ async def driver(args: argparse.Namespace) -> None:
         "rows_pruned": p["pruned"], "rows_per_hour": p["rows_per_hour"], "batch": p["batch"],
         "batches_committed_one_by_one": p["intermediate_counts_seen"] > 0,
         "pruning_outlasted_drain": not p["finished_before_drain_end"],
+        "ratio_while_pruning": (p["drain_jobs_per_s_while_pruning"] / off["jobs_per_s"]
+                                if p["drain_jobs_per_s_while_pruning"] else None),
     }
     doc["finished_at"] = utc_now().isoformat(timespec="seconds")
     write_json(out, doc)
@@ -271,7 +273,8 @@ async def driver(args: argparse.Namespace) -> None:
           + ("; the pruning was still going when the drain ended, so it ran alongside all of it"
              if s["pruning_outlasted_drain"] else
              f"; the pruning ended {p['last_change_s']:.1f} s after the worker started, before the drain "
-             f"did: the drain ran at {fmt(p['drain_jobs_per_s_while_pruning'])} jobs/s until then")
+             f"did: the drain ran at {fmt(p['drain_jobs_per_s_while_pruning'])} jobs/s until then "
+             f"(x{fmt(s['ratio_while_pruning'], 2)} the drain without)")
           + f"\nwrote {out}")
 
 
