@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import importlib.util
 import json
+import math
 import os
 import platform
 import signal
@@ -88,6 +89,26 @@ async def fetch_scalar(dsn: str, sql: str, *params: Any) -> Any:
         return await conn.fetchval(sql, *params)
     finally:
         await conn.close()
+
+
+SCHEMA_BYTES = """
+SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'
+"""
+"""Heap, indexes and TOAST of every table in schema $1 (partitions are tables too), so a
+library's footprint is measured without knowing how it lays out its tables."""
+
+
+async def schema_bytes(conn: asyncpg.Connection, schema: str) -> int:
+    return await conn.fetchval(SCHEMA_BYTES, schema)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 async def settle(dsn: str) -> None:

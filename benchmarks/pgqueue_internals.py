@@ -1,8 +1,9 @@
 """Everything benchmarks/ knows about pgqueue beyond its public API, in one place.
 
 Some measurements need pgqueue's insides: the profiler times pgqueue's own statements without the
-Python around them, the large-table run fills the jobs table by SQL and EXPLAINs the claim, and
-the chaos run checks the table against what really ran. pgqueue's internals change without
+Python around them, the large-table run fills the jobs table by SQL and EXPLAINs the claim, the
+stats and prune runs need millions of finished jobs in seconds (``fill_finished``), and the
+chaos run checks the table against what really ran. pgqueue's internals change without
 notice, so when they do, this module is the one to follow them; every other benchmark module
 uses only ``PgQueue``, its tasks, ``pgq.worker`` and ``enqueue``/``enqueue_many``.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from pgqueue import PgQueue, Task
 from pgqueue.migrate import upgrade
+from pgqueue.settings import validate_schema_name
 
 SCHEMA = "pgqueue"
 JOBS = f"{SCHEMA}.jobs"
@@ -103,3 +105,44 @@ SELECT count(*) FROM {JOBS} j WHERE j.status = 'succeeded'
 AND NOT EXISTS (SELECT 1 FROM {{runs}} r WHERE r.job_id = j.id)
 """
 """Jobs recorded succeeded that never ran: the table ``{runs}`` (job_id) records every run."""
+
+
+# --------------------------------------------------------------------------- finished jobs by SQL
+
+def _fill_finished_sql(schema: str) -> str:
+    return f"""
+INSERT INTO {schema}.jobs (task, queue, status, args, attempts, run_at, created_at, started_at,
+                           finished_at, error)
+SELECT $1, $2, $3::{schema}.job_status, jsonb_build_array(g), 1, t, t, t,
+       t + interval '1 millisecond', CASE WHEN $3 = 'failed' THEN 'filled by benchmarks' END
+FROM generate_series(1, $4::bigint) g,
+     LATERAL (SELECT now() - make_interval(secs => $5) - interval '1 millisecond'
+                     - ($4::bigint - g) * interval '1 microsecond' AS t) x
+"""
+
+
+async def fill_finished(conn: Any, schema: str, n: int, queue: str = "default",
+                        status: str = "succeeded", *, task: str = "noop",
+                        finished_at_age_s: float = 3600.0) -> int:
+    """Write ``n`` finished jobs of ``task`` in ``queue`` with final ``status`` ('succeeded',
+    'failed' or 'cancelled') in one statement, as if a worker had run them; returns how many.
+
+    The newest finished ``finished_at_age_s`` seconds ago, the others 1 µs apart before it, so
+    an age past the retention makes them all prunable, and the default (1 hour) none. This is
+    the one place that knows how finished jobs are stored: today a plain INSERT into
+    ``<schema>.jobs``; when the storage changes, only this function follows it. ``conn`` is an
+    asyncpg connection (the statement runs in its own transaction unless one is open)."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"status must be one of {FINAL_STATUSES}, not {status!r}")
+    if n <= 0:
+        return 0
+    tag = await conn.execute(_fill_finished_sql(validate_schema_name(schema)),
+                             task, queue, status, n, float(finished_at_age_s))
+    return int(tag.split()[-1])
+
+
+def prune_batch_size() -> int:
+    """Rows the worker's pruner deletes per statement, each in its own transaction."""
+    from pgqueue.worker.maintenance import Pruner
+
+    return Pruner.batch

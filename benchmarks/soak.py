@@ -40,6 +40,7 @@ from .soak_report import (
     CLEANUP,
     METHOD,
     headline,
+    headline_table,
     plot,
     window_rates,
     with_cleanup_notes,
@@ -64,7 +65,8 @@ def run_contestant(args: argparse.Namespace, name: str) -> dict[str, Any]:
         "soak",
         ["--role", "run", "--contestant", name, "--minutes", str(args.minutes),
          "--backlog", str(args.backlog), "--bulk-size", str(args.bulk_size),
-         "--sample-s", str(args.sample_s), "--loop", args.loop],
+         "--sample-s", str(args.sample_s), "--loop", args.loop]
+        + (["--hold-snapshot"] if args.hold_snapshot else []),
         dsn_base=args.dsn_base, db=f"{args.db_prefix}{name}", label=f"soak_{name}",
         timeout=args.timeout or int(args.minutes * 60 + 300), echo=True)
     res.update(contestant=name, chaos_running_before=chaos_before,
@@ -112,11 +114,13 @@ def driver(args: argparse.Namespace) -> None:
                  f"-r benchmarks/requirements.txt matplotlib{extra_pkgs}\n"
                  f"benchmarks/.venv/bin/python -m benchmarks.soak --contestants {','.join(contestants)} --minutes {args.minutes:g} "
                  f"--backlog {args.backlog} --bulk-size {args.bulk_size} --sample-s {args.sample_s:g} --loop {args.loop}"
+                 + (" --hold-snapshot" if args.hold_snapshot else "")
                  + ("" if args.dsn_base == DEFAULT_DSN_BASE else f" --dsn-base {args.dsn_base}"))
     print(json.dumps(meta["machine"]), flush=True)
     runs = []
     for c in contestants:
-        print(f"== soak {c}: {args.minutes:g} min", flush=True)
+        print(f"== soak {c}: {args.minutes:g} min" + (", snapshot held" if args.hold_snapshot else ""),
+              flush=True)
         r = run_contestant(args, c)
         note = getattr(objs[c], "cleanup_note", None)  # fallback for contestants not in CLEANUP
         r["cleanup"], r["cleanup_detail"] = (CLEANUP.get(c) or ((note, note) if note else
@@ -126,7 +130,8 @@ def driver(args: argparse.Namespace) -> None:
             r["headline"] = headline(r, args.sample_s)
             h = r["headline"]
             print(f"== {c}: total {h['total_jobs']} jobs, first-min {fmt(h['first_min_jobs_per_s'])}/s, "
-                  f"last-min {fmt(h['last_min_jobs_per_s'])}/s, end {h['end_total_mb']:.1f} MB, "
+                  f"last-min {fmt(h['last_min_jobs_per_s'])}/s (x{fmt(h['ratio_last_first'], 2)}), "
+                  f"tables at end {h['end_total_mb']:.1f} MB, "
                   f"job-table dead {h['end_job_table_dead']}", flush=True)
         else:
             print(f"== {c}: FAILED rc={r.get('rc')}\n{r.get('error_tail', '')[-1500:]}", flush=True)
@@ -136,13 +141,17 @@ def driver(args: argparse.Namespace) -> None:
         "finished_at": utc_now().isoformat(timespec="seconds"),
         "config": {"contestants": contestants, "minutes": args.minutes, "backlog": args.backlog,
                    "bulk_size": args.bulk_size, "sample_s": args.sample_s, "loop": args.loop,
-                   "worker_variant": WORKER_VARIANT},
+                   "worker_variant": WORKER_VARIANT, "hold_snapshot": args.hold_snapshot},
         "meta": meta,
         "runs": runs,
         "reproduce": reproduce,
     }
     write_json(out, doc)
     remove_scratch()
+    print("\n" + "\n".join(headline_table(doc)), flush=True)
+    if args.minutes < 2:
+        print("note: under 2 minutes the first and the last minute overlap; the ratio says nothing",
+              flush=True)
     png_rel = None
     try:
         plot(doc, png)
@@ -164,6 +173,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backlog", type=int, default=5000)
     p.add_argument("--bulk-size", type=int, default=1000)
     p.add_argument("--sample-s", type=float, default=30.0)
+    p.add_argument("--hold-snapshot", action="store_true",
+                   help="hold one idle REPEATABLE READ transaction (with an xid) open from the first "
+                        "job to the end of each contestant's run, as a long report or a forgotten "
+                        "session would: no row version dead since then can be vacuumed")
     p.add_argument("--timeout", type=int, default=0, help="seconds per contestant (default minutes*60+300)")
     add_server_options(p)
     p.add_argument("--max-s", type=float, default=3600.0, help=argparse.SUPPRESS)

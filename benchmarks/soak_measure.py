@@ -132,6 +132,30 @@ def pick_job_table(c: Contestant, tables: dict[str, Any]) -> tuple[str | None, s
     return best, "guessed (most-updated table named *job*)"
 
 
+# --------------------------------------------------------------------------- held snapshot
+
+HOLDER_NAME = "soak_holder"
+
+
+async def hold_snapshot(dsn: str) -> asyncpg.Connection:
+    """A long report or a forgotten session: one REPEATABLE READ transaction that takes an xid
+    (the caller runs ``SELECT txid_current()``) and then stays idle until the run ends, so no
+    VACUUM, the server's or the library's own, may remove a row version deleted after it began.
+    As shared/bench's soak.py --hold-snapshot does, so the figures compare with the peers'."""
+    holder = await asyncpg.connect(dsn, server_settings={"application_name": HOLDER_NAME})
+    await holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    return holder
+
+
+async def holder_state(conn: asyncpg.Connection) -> dict[str, Any] | None:
+    """The holder as the server sees it at the end: proof that it stayed idle in its transaction."""
+    row = await conn.fetchrow(
+        "SELECT state, backend_xid::text AS xid, backend_xmin::text AS xmin, "
+        "extract(epoch FROM now() - xact_start) AS xact_age_s FROM pg_stat_activity "
+        "WHERE application_name = $1 AND datname = current_database()", HOLDER_NAME)
+    return dict(row) if row else None
+
+
 # --------------------------------------------------------------------------- scenario role
 
 async def role_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,13 +207,17 @@ async def role_run(args: argparse.Namespace) -> dict[str, Any]:
     reader = asyncio.ensure_future(read_progress())
     samples: list[dict[str, Any]] = []
     producer_stats = {"batches": 0, "backlog_min": None, "backlog_max": None}
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"hold_snapshot": bool(args.hold_snapshot)}
+    holder = None
     try:
         t_spawn = now()
         await asyncio.wait_for(first_evt.wait(), 120)
         t0 = progress["first"]
         t_end = t0 + duration
         result["worker_startup_s"] = t0 - t_spawn
+        if args.hold_snapshot:
+            holder = await hold_snapshot(dsn)
+            result["held_xid"] = await holder.fetchval("SELECT txid_current()")
 
         async def produce() -> None:
             loops = 0
@@ -231,7 +259,11 @@ async def role_run(args: argparse.Namespace) -> dict[str, Any]:
             await prod
         except asyncio.CancelledError:
             pass
+        if holder is not None:
+            result["holder_at_end"] = await holder_state(conn)
     finally:
+        if holder is not None:
+            await holder.close()
         await c.close_producer()
         if worker.returncode is None:
             worker.send_signal(signal.SIGTERM)  # our own child, by pid

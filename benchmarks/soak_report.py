@@ -26,6 +26,9 @@ in its own process group bounded by --timeout (default minutes*60 + 300 s):
   from pg_stat_user_tables for every user table of the database (= the library's
   tables, the database is otherwise empty): pg_total_relation_size, heap and index
   size, n_live_tup, n_dead_tup, n_tup_ins/upd/del, autovacuum count, and count(*).
+* with --hold-snapshot: at t0 one more connection opens a REPEATABLE READ transaction, takes an
+  xid (SELECT txid_current()) and stays idle in it until the end sample (its state, xid and age
+  then are in the JSON as holder_at_end): no VACUUM can remove what dies during the run;
 * the final sample at t0 + minutes is the end state; then the producer stops and the
   worker process is terminated (SIGTERM, SIGKILL after 10 s) -- the adapter interface
   has no "stop now", and the end-state numbers are taken before that.
@@ -225,6 +228,10 @@ def write_markdown(doc: dict[str, Any], path: str, json_rel: str, png_rel: str |
     L.append(f"- {cfg['minutes']:g} min per contestant (one after another), backlog ~{cfg['backlog']} "
              f"(topped up in bulk batches of {cfg['bulk_size']}), sample every {cfg['sample_s']:g} s, "
              f"no-op async handler, event loop {cfg['loop']}")
+    if cfg.get("hold_snapshot"):
+        L.append("- **snapshot held**: one idle REPEATABLE READ transaction with an xid, opened at each "
+                 "contestant's first job and kept to the end of its run, so no vacuum could reclaim "
+                 "the row versions that died during it")
     chaos = [r["contestant"] for r in doc["runs"] if r.get("chaos_running_before") or r.get("chaos_running_after")]
     L.append("- other load: " + (f"chaos harness was running during {', '.join(chaos)} (contention)" if chaos
                                    else "chaos harness not running at the start or end of any run (pgrep; per-sample load averages are in the JSON)") + "\n")
