@@ -129,15 +129,22 @@ async def fill_finished(conn: Any, schema: str, n: int, queue: str = "default",
 
     The newest finished ``finished_at_age_s`` seconds ago, the others 1 µs apart before it, so
     an age past the retention makes them all prunable, and the default (1 hour) none. This is
-    the one place that knows how finished jobs are stored: today a plain INSERT into
-    ``<schema>.jobs``; when the storage changes, only this function follows it. ``conn`` is an
+    the one place that knows how finished jobs are stored: rows of ``<schema>.jobs`` and
+    their kept counts; when the storage changes, only this function follows it. ``conn`` is an
     asyncpg connection (the statement runs in its own transaction unless one is open)."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"status must be one of {FINAL_STATUSES}, not {status!r}")
     if n <= 0:
         return 0
-    tag = await conn.execute(_fill_finished_sql(validate_schema_name(schema)),
-                             task, queue, status, n, float(finished_at_age_s))
+    schema = validate_schema_name(schema)
+    async with conn.transaction():
+        tag = await conn.execute(_fill_finished_sql(schema), task, queue, status, n,
+                                 float(finished_at_age_s))
+        # pgqueue keeps the counts of finished jobs (migration 0002) rather than counting them.
+        await conn.execute(
+            f"INSERT INTO {schema}.job_counts (queue, status, n) VALUES ($1, $2, $3) "
+            f"ON CONFLICT (queue, status) DO UPDATE SET n = {schema}.job_counts.n + EXCLUDED.n",
+            queue, status, n)
     return int(tag.split()[-1])
 
 
