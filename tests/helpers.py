@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,19 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
+
+PACKAGING_INPUTS = ("pyproject.toml", "README.md", "pgqueue", "alembic")
+"""What building pgqueue reads: a copy of these builds as the checkout would, leaving it clean."""
+
+
+def copy_sources(into: Path) -> Path:
+    """A copy of what pip needs to build pgqueue, in ``into``; returns ``into``."""
+    for name in PACKAGING_INPUTS:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, into / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, into / name)
+    return into
 
 
 def start_worker(dsn: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

@@ -8,7 +8,6 @@ outside the repository: the demo must not depend on a checkout's layout.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import ROOT, eventually
+from .helpers import copy_sources, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +29,7 @@ def installed(tmp_path: Path) -> dict[str, str]:
     of its own (built from a copy of the sources, so the checkout gets no build files)."""
     source, site = tmp_path / "source", tmp_path / "site"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source)
-    shutil.copytree(ROOT / "pgqueue", source / "pgqueue",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    copy_sources(source)
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--target", str(site), str(source)],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -21,11 +20,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from .helpers import ROOT
+from .helpers import ROOT, copy_sources
 
 pytestmark = pytest.mark.slow
-
-PACKAGING_INPUTS = ("pyproject.toml", "README.md", "pgqueue", "alembic")
 
 
 def _run(*command: str | Path, cwd: Path) -> str:
@@ -40,13 +37,7 @@ def _run(*command: str | Path, cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = tmp_path_factory.mktemp("source")
-    for name in PACKAGING_INPUTS:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / name, source / name)
+    source = copy_sources(tmp_path_factory.mktemp("source"))
     out = tmp_path_factory.mktemp("wheel")
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, source, cwd=out)
     [built] = out.glob("pgqueue-*.whl")
