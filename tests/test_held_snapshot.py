@@ -75,7 +75,9 @@ async def test_claims_stay_bounded_by_the_batch_with_a_held_snapshot_and_a_long_
     updates = [n for n in _nodes(plan) if n["Node Type"] == "ModifyTable"
                and n["Relation Name"] == "jobs"]
     assert updates and updates[0]["Actual Rows"] == BATCH
-    scans = _ready_scans(plan)
+    # The claim's scans: the picking (the delete then finds each picked row by its whole key).
+    [picking] = [n for n in _nodes(plan) if n.get("Subplan Name") == "CTE picked"]
+    scans = _ready_scans(picking)
     assert all(n["Node Type"] in ("Index Scan", "Index Only Scan") and n["Actual Rows"] <= BATCH
                for n in scans), scans
     # The churn left CHURN dead ready rows that no vacuum may remove; the claim reads pages for

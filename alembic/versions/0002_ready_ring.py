@@ -1,7 +1,10 @@
 """Claimable jobs in a ring of small tables, and kept counts of finished jobs.
 
 A job that becomes queued (inserted queued, promoted, retried, handed back, rescued) gets a row in
-``ready``, from a trigger, so every path that queues a job makes it claimable, old code included.
+``ready``, from a trigger, so every path that queues a job makes it claimable, old code and the
+application's own SQL included. The insert trigger is per statement (with its transition table):
+a per-row one cost a bulk enqueue 40% of its speed; the update trigger is per row, as its WHEN
+clause filters the claims' and outcomes' updates without calling the function.
 A claim deletes ready rows instead of walking the jobs table's claim index. ``ready`` is
 partitioned into a ring of slots by the second a row was written; a slot that holds nothing any
 more is truncated whole. So claims only ever step over the dead rows of the last seconds, even
@@ -42,7 +45,6 @@ UPGRADE = [
     *[f"CREATE TABLE {{s}}.ready_{slot} PARTITION OF {{s}}.ready FOR VALUES IN ({slot})"
       for slot in range(SLOTS)],
     "CREATE INDEX ready_claim ON {s}.ready (queue, priority DESC, run_at, id)",
-    "CREATE INDEX ready_job ON {s}.ready (id)",
     f"""
     CREATE FUNCTION {{s}}.ready_slot() RETURNS smallint LANGUAGE sql STABLE AS
     $$ SELECT (floor(extract(epoch FROM statement_timestamp()))::bigint % {SLOTS})::smallint $$
@@ -57,8 +59,19 @@ UPGRADE = [
     $$
     """,
     """
+    CREATE FUNCTION {s}.make_inserted_ready() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO {s}.ready (slot, queue, priority, run_at, id)
+        SELECT {s}.ready_slot(), queue, priority, run_at, id FROM inserted
+        WHERE status = 'queued';
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
     CREATE TRIGGER jobs_ready_on_insert AFTER INSERT ON {s}.jobs
-    FOR EACH ROW WHEN (NEW.status = 'queued') EXECUTE FUNCTION {s}.make_ready()
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.make_inserted_ready()
     """,
     """
     CREATE TRIGGER jobs_ready_on_update AFTER UPDATE OF status ON {s}.jobs
@@ -101,6 +114,7 @@ DOWNGRADE = [
     """,
     "DROP TRIGGER jobs_ready_on_update ON {s}.jobs",
     "DROP TRIGGER jobs_ready_on_insert ON {s}.jobs",
+    "DROP FUNCTION {s}.make_inserted_ready()",
     "DROP FUNCTION {s}.make_ready()",
     "DROP FUNCTION {s}.ready_slot()",
     "DROP TABLE {s}.ready",

@@ -147,15 +147,19 @@ class JobStatements(StatementsBase):
             WITH cancelled AS (
                 UPDATE {s}.jobs SET status = 'cancelled', finished_at = now()
                 WHERE id = $1 AND status IN {unfinished}
-                RETURNING id, queue, (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
+                RETURNING id, queue, priority, run_at,
+                          (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
             ), counted AS (
                 INSERT INTO {s}.job_count_changes (queue, status, n)
                 SELECT queue, 'cancelled', 1 FROM cancelled
             ), unready AS (
-                -- A claim may hold the ready row: it deletes it itself (and skips the job).
-                DELETE FROM {s}.ready WHERE id IN
-                    (SELECT id FROM {s}.ready WHERE id = $1 FOR UPDATE SKIP LOCKED)
-                  AND EXISTS (SELECT 1 FROM cancelled)
+                -- Found by the claim index's key. A claim may hold the ready row: it deletes it
+                -- itself (and skips the job).
+                DELETE FROM {s}.ready WHERE (slot, queue, priority, run_at, id) IN (
+                    SELECT r.slot, r.queue, r.priority, r.run_at, r.id
+                    FROM {s}.ready r JOIN cancelled c ON r.queue = c.queue
+                         AND r.priority = c.priority AND r.run_at = c.run_at AND r.id = c.id
+                    FOR UPDATE OF r SKIP LOCKED)
             )
             SELECT id, previous::text,
                    {told},

@@ -9,7 +9,7 @@ from .base import StatementsBase
 
 
 class WorkerStatements(StatementsBase):
-    # -- worker: claim and complete --------------------------------------------------------------
+    # -- worker: claim and write outcomes --------------------------------------------------------
 
     @cached_property
     def claim_from_queues(self) -> str:
@@ -51,7 +51,7 @@ class WorkerStatements(StatementsBase):
 
         ``id = ANY($1)`` bounds the scan of the primary key by the batch whatever the plan, so
         the worker keeps one generic plan even if it was made on an empty table (see
-        ``Completer``).
+        ``OutcomeWriter``).
         """
         return self._format(
             """
@@ -201,8 +201,8 @@ _CLAIM = """
 WITH RECURSIVE queues AS (
     {queues}
 ), picked AS (
-    SELECT c.id FROM queues q CROSS JOIN LATERAL (
-        SELECT r.id, r.priority, r.run_at FROM {s}.ready r
+    SELECT c.* FROM queues q CROSS JOIN LATERAL (
+        SELECT r.slot, r.queue, r.priority, r.run_at, r.id FROM {s}.ready r
         WHERE r.queue = q.name
         ORDER BY r.priority DESC, r.run_at, r.id
         LIMIT $2
@@ -213,7 +213,10 @@ WITH RECURSIVE queues AS (
     ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT $2
 ), taken AS (
-    DELETE FROM {s}.ready r WHERE r.id = ANY(ARRAY(SELECT id FROM picked))
+    -- By the claim index's whole key, in the picked row's own slot (so one partition is probed).
+    DELETE FROM {s}.ready r USING picked p
+    WHERE r.slot = p.slot AND r.queue = p.queue AND r.priority = p.priority
+      AND r.run_at = p.run_at AND r.id = p.id
     RETURNING r.id
 ), claimed AS (
     UPDATE {s}.jobs j

@@ -107,11 +107,11 @@ class _Call:
         try:
             result = self.context.run(self.fn, *self.args, **self.kwargs)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-            self._settle(_set_exception, exc)
+            self._deliver(_set_exception, exc)
         else:
-            self._settle(_set_result, result)
+            self._deliver(_set_result, result)
 
-    def _settle(self, how: Callable[[asyncio.Future[Any], Any], None], value: Any) -> None:
+    def _deliver(self, how: Callable[[asyncio.Future[Any], Any], None], value: Any) -> None:
         try:
             self.loop.call_soon_threadsafe(how, self.future, value)
             self.loop.call_soon_threadsafe(_set_result, self.ended, None)
