@@ -43,7 +43,7 @@ async def test_claims_stay_bounded_by_the_batch_with_a_held_snapshot_and_a_long_
     async def noop(i: int) -> None: ...
 
     holder = await asyncpg.connect(database_url)
-    conn = await _worker_connection(database_url)
+    conn = await _worker_connection(database_url, **CLAIM_SETTINGS)
     try:
         await holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         await holder.fetchval("SELECT txid_current()")  # an xid: nothing newer can be vacuumed

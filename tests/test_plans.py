@@ -15,6 +15,7 @@ import asyncpg
 
 from pgqueue.database import _SERVER_SETTINGS
 from pgqueue.sql import Statements
+from pgqueue.worker.claimer import CONNECTION_SETTINGS as CLAIM_SETTINGS
 
 FINISHED = 50_000
 QUEUED = 5_000
@@ -82,7 +83,7 @@ def _ready_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_claim_is_an_index_scan_bounded_by_the_batch(database_url: str, db) -> None:
     await db.execute("INSERT INTO pgqueue.jobs (task, queue) SELECT 't', 'q1' "
                      "FROM generate_series(1, $1)", BATCH)
-    conn = await _worker_connection(database_url)  # as Worker._claim_loop opens it
+    conn = await _worker_connection(database_url, **CLAIM_SETTINGS)  # as the Claimer opens it
     try:
         await conn.execute(f"PREPARE claim_all(text[], int, bigint) AS "
                            f"{statements.claim_from_all_queues}")
@@ -140,3 +141,29 @@ async def test_completion_reaches_rows_through_the_primary_key(database_url: str
             await db.execute("UPDATE pgqueue.jobs SET status = 'succeeded' WHERE status = 'running'")
     finally:
         await conn.close()
+
+
+async def test_the_claim_deletes_what_it_picked_one_probe_each_whatever_the_statistics(
+    database_url: str, db
+) -> None:
+    """With a big backlog and fresh statistics the planner would rather hash the whole ready
+    ring than probe it once per picked row; the claim's connection (as the Claimer opens it)
+    leaves it no hash or merge join."""
+    await db.execute("INSERT INTO pgqueue.jobs (task, queue) SELECT 't', 'q1' "
+                     "FROM generate_series(1, 200000)")
+    await db.execute("ANALYZE pgqueue.ready")
+    conn = await _worker_connection(database_url, **CLAIM_SETTINGS)
+    try:
+        await conn.execute(f"PREPARE claim_all(text[], int, bigint) AS "
+                           f"{statements.claim_from_all_queues}")
+        plan = await _generic_plan(conn, "claim_all", f"NULL, {BATCH}, 1")
+    finally:
+        await conn.close()
+    [delete] = [n for n in _nodes(plan) if n["Node Type"] == "ModifyTable"
+                and n["Operation"] == "Delete"]
+    assert delete["Actual Rows"] == BATCH
+    join = delete["Plans"][0]
+    assert join["Node Type"] == "Nested Loop", join
+    probes = [n for n in _nodes(join) if n.get("Relation Name", "").startswith("ready_")]
+    # Each picked row is looked up in its own slot only: the other slots are pruned at run time.
+    assert sum(n["Actual Loops"] for n in probes) == BATCH, probes
