@@ -17,7 +17,7 @@ from pgqueue.worker.ring import ReadyRing
 
 from .conftest import FAST
 from .helpers import eventually
-from .test_plans import _nodes, _ready_scans, _worker_connection, statements
+from .test_plans import CLAIM_SETTINGS, _nodes, _ready_scans, _worker_connection, statements
 
 HISTORY = int(os.environ.get("PGQUEUE_TEST_HISTORY", "10000000"))
 """Finished jobs in the table; ten million unless the environment says otherwise."""
