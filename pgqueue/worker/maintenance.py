@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
@@ -57,6 +58,19 @@ class Service:
             except asyncpg.PostgresError:
                 logger.exception("%s failed; trying again later", self.name)
             await asyncio.sleep(self.interval() if delay is None else delay)
+
+    @asynccontextmanager
+    async def _alone(self, conn: asyncpg.Connection, lock: int) -> AsyncIterator[bool]:
+        """This duty's session-scoped advisory lock for the block (work that commits as it goes,
+        or cannot run in a transaction); yields False, holding nothing, if another worker has it."""
+        statements = self.backend.statements
+        if not await conn.fetchval(statements.try_session_lock, lock):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await conn.fetchval(statements.release_session_lock, lock)
 
 
 class Rescuer(Service):
@@ -131,34 +145,32 @@ class Pruner(Service):
 
     async def tick(self) -> None:
         statements, settings = self.backend.statements, self.backend.settings
-        async with self.backend.acquire() as conn:
-            if not await conn.fetchval(statements.try_session_lock, PRUNE_LOCK):
+        async with self.backend.acquire() as conn, self._alone(conn, PRUNE_LOCK) as mine:
+            if not mine:
                 return
-            try:
-                last_id = 0
-                while True:
-                    started = time.monotonic()
-                    row = await conn.fetchrow(
-                        statements.prune, settings.retention, settings.failed_retention,
-                        self.batch, last_id,
-                    )
-                    if row["deleted"]:
-                        logger.info("pruned %s finished jobs past retention", row["deleted"])
-                    if row["last_id"] is None:
-                        break
-                    last_id = row["last_id"]
-                    await asyncio.sleep((time.monotonic() - started) * (1 / self.duty - 1))
-                await conn.execute(statements.fold_counts)
-            finally:
-                await conn.fetchval(statements.release_session_lock, PRUNE_LOCK)
+            last_id = 0
+            while True:
+                started = time.monotonic()
+                row = await conn.fetchrow(
+                    statements.prune, settings.retention, settings.failed_retention,
+                    self.batch, last_id,
+                )
+                if row["deleted"]:
+                    logger.info("pruned %s finished jobs past retention", row["deleted"])
+                if row["last_id"] is None:
+                    break
+                last_id = row["last_id"]
+                await asyncio.sleep((time.monotonic() - started) * (1 / self.duty - 1))
+            await conn.execute(statements.fold_counts)
 
 
 class Vacuumer(Service):
     """Vacuums the jobs table once dead row versions pile up.
 
-    Each job leaves dead versions behind (claim and completion are updates); until a vacuum, the
-    claim index keeps their entries and claims step over them, slower with every job. Autovacuum
-    normally takes care of it; where it is off or behind, this does, one worker at a time.
+    Each job leaves dead versions behind (claim and completion are updates); until a vacuum they
+    bloat the table and the partial indexes that the rescuer, the scheduler and ``stats`` read
+    (claims read the ready ring, which is truncated instead). Autovacuum normally takes care of
+    it; where it is off or behind, this does, one worker at a time.
     """
 
     name = "vacuuming"
@@ -173,12 +185,10 @@ class Vacuumer(Service):
             row = await conn.fetchrow(statements.jobs_dead_rows)
             if row is None or row["dead"] < self.min_dead + row["live"] // 20:
                 return
-            if not await conn.fetchval(statements.try_session_lock, VACUUM_LOCK):
-                return
-            try:
+            async with self._alone(conn, VACUUM_LOCK) as mine:
+                if not mine:
+                    return
                 started = time.monotonic()
                 await conn.execute(statements.vacuum_jobs)
                 logger.info("vacuumed the jobs table (%s dead row versions) in %.1f s",
                             row["dead"], time.monotonic() - started)
-            finally:
-                await conn.fetchval(statements.release_session_lock, VACUUM_LOCK)

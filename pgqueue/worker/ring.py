@@ -38,17 +38,13 @@ class ReadyRing(Service):
         return SLOT_SECONDS / 2
 
     async def tick(self) -> None:
-        statements = self.backend.statements
-        async with self.backend.acquire() as conn:
-            if not await conn.fetchval(statements.try_session_lock, RING_LOCK):
+        async with self.backend.acquire() as conn, self._alone(conn, RING_LOCK) as mine:
+            if not mine:
                 return
-            try:
-                current = await conn.fetchval(statements.ready_slot)
-                for slot in range(SLOTS):
-                    if slot != current:
-                        await self._truncate_if_spent(conn, slot)
-            finally:
-                await conn.fetchval(statements.release_session_lock, RING_LOCK)
+            current = await conn.fetchval(self.backend.statements.ready_slot)
+            for slot in range(SLOTS):
+                if slot != current:
+                    await self._truncate_if_spent(conn, slot)
 
     async def _truncate_if_spent(self, conn: asyncpg.Connection, slot: int) -> None:
         statements = self.backend.statements

@@ -49,13 +49,14 @@ class SyncRunner:
         cancelled while ``fn`` still runs, its thread counts as stuck until ``fn`` returns."""
         loop = asyncio.get_running_loop()
         call = _Call(contextvars.copy_context(), fn, args, kwargs or {}, loop)
+        call.key = call if key is None else key
         self._thread().give(call)
         try:
             return await call.future
         except asyncio.CancelledError:
             with self._lock:
                 if not call.finished:
-                    self._stuck[call if key is None else key] = call
+                    self._stuck[call.key] = call
             raise
 
     async def wait_unstuck(self, keys: list[object], timeout: float) -> None:
@@ -82,14 +83,13 @@ class SyncRunner:
     def _finished(self, thread: _Thread, call: _Call) -> None:
         with self._lock:
             call.finished = True
-            for key, stuck in list(self._stuck.items()):
-                if stuck is call:
-                    del self._stuck[key]
+            if self._stuck.get(call.key) is call:
+                del self._stuck[call.key]
             self._idle.append(thread)
 
 
 class _Call:
-    __slots__ = ("context", "fn", "args", "kwargs", "loop", "future", "ended", "finished")
+    __slots__ = ("context", "fn", "args", "kwargs", "loop", "future", "ended", "finished", "key")
 
     def __init__(self, context: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
@@ -102,6 +102,7 @@ class _Call:
         self.ended: asyncio.Future[None] = loop.create_future()
         """Done when the code returns, whether or not anyone still waits for its result."""
         self.finished = False
+        self.key: object = self
 
     def __call__(self) -> None:
         try:

@@ -349,6 +349,8 @@ class Worker:
     async def _hand_back(self, ids: list[int], *, later: bool = False) -> None:
         """Put jobs this worker will not finish back in the queue, the attempt not counted;
         ``later``: not before ``rescue_after`` seconds (their code still runs here)."""
+        if not ids:
+            return
         statements, settings = self.backend.statements, self.backend.settings
         try:
             async with self.backend.acquire() as conn:
