@@ -7,15 +7,18 @@ that owns them.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import asyncpg
 
-from .database import check_dsn, create_pool
+from .database import DedicatedConnection, check_dsn, create_pool, server_address
 from .errors import NotOpenError
 from .migrate import check_revision
 from .settings import Settings
 from .sql import Statements
+
+logger = logging.getLogger("pgqueue")
 
 
 class Backend:
@@ -29,16 +32,27 @@ class Backend:
         """The configured DSN, or a ``ConfigurationError`` saying what to set."""
         return check_dsn(self.settings.dsn)
 
+    @property
+    def listen_dsn(self) -> str:
+        """Where LISTEN connections go: ``listen_dsn``, else the DSN (a pooler cannot LISTEN)."""
+        return check_dsn(self.settings.listen_dsn or self.settings.dsn)
+
+    def dedicated_connection(self, **plan_settings: str) -> DedicatedConnection:
+        """A connection of its own for one hot path, opened as the settings say."""
+        return DedicatedConnection(self.dsn, self.settings.statement_cache_size, **plan_settings)
+
     async def open(self) -> None:
         """Open the pool and check the schema is there and current."""
         if self._pool is not None:
             return
         pool = await create_pool(
-            self.dsn, self.settings.pool_min_size, self.settings.pool_max_size
+            self.dsn, self.settings.pool_min_size, self.settings.pool_max_size,
+            self.settings.statement_cache_size,
         )
         try:
             async with pool.acquire() as conn:
                 await self._check_schema(conn)
+                logger.debug("pool connected to %s", server_address(conn))
         except BaseException:
             await pool.close()
             raise

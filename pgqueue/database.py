@@ -7,7 +7,9 @@ everywhere (see ``pgqueue.dsn``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,12 +19,18 @@ import asyncpg
 from .dsn import check_dsn, describe, parse
 from .errors import ConfigurationError, DatabaseUnavailable
 
+logger = logging.getLogger("pgqueue.database")
+
 CONNECT_TIMEOUT = 10.0
-# pgqueue's statements are short index lookups. JIT compilation only ever makes them slower, and
-# bitmap scans, unlike plain index scans, never mark the index entries of dead rows as dead: without
-# (auto)vacuum a bitmap scan of a queue index visits every job that ever passed through it.
-# Defaults: settings in the DSN (application_name=myapp) win.
-_SERVER_SETTINGS = {"application_name": "pgqueue", "jit": "off", "enable_bitmapscan": "off"}
+# The only startup parameter pgqueue adds: a pooler (PgBouncer) refuses any other it does not know
+# ("unsupported startup parameter"). Settings in the DSN (application_name=myapp) win.
+_SERVER_SETTINGS = {"application_name": "pgqueue"}
+# What every hot path's plan settings imply. Plan nodes switched off are priced at 1e10, far past
+# jit_above_cost, so JIT would compile each such statement. Bitmap scans, unlike plain index scans,
+# never mark the index entries of dead rows as dead: without (auto)vacuum a bitmap scan of a queue
+# index visits every job that ever passed through it.
+HOT_PATH_SETTINGS = {"jit": "off", "enable_bitmapscan": "off"}
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_.]*$")
 
 # Errors that mean "the database is not there right now", as opposed to a bug or bad SQL.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -69,7 +77,7 @@ def _reported(dsn: str) -> Iterator[None]:
         ) from exc
 
 
-def _connect_kwargs(dsn: str, settings: dict[str, str]) -> dict[str, Any]:
+def _connect_kwargs(dsn: str, settings: dict[str, str], statement_cache_size: int) -> dict[str, Any]:
     """asyncpg's arguments for ``dsn``. Server settings: pgqueue's defaults, then the DSN's, then
     the caller's own (a hot path's plan settings are what that one statement needs)."""
     args = parse(check_dsn(dsn))
@@ -77,13 +85,23 @@ def _connect_kwargs(dsn: str, settings: dict[str, str]) -> dict[str, Any]:
         dsn=args.dsn,
         timeout=args.timeout or CONNECT_TIMEOUT,
         server_settings={**_SERVER_SETTINGS, **args.server_settings, **settings},
+        statement_cache_size=statement_cache_size,
     )
 
 
-async def connect(dsn: str, **settings: str) -> asyncpg.Connection:
+def server_address(conn: asyncpg.Connection) -> str:
+    """``host:port`` this connection actually reached: with several hosts in the DSN, the one
+    that answered (after a failover, the new primary)."""
+    addr = getattr(conn, "_addr", None)  # asyncpg keeps the address it connected to here
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr) if addr else "?"
+
+
+async def connect(dsn: str, *, statement_cache_size: int = 100) -> asyncpg.Connection:
     """One connection outside the pool (listeners, the migrations' SQLAlchemy engine)."""
     with _reported(dsn):
-        return await asyncpg.connect(**_connect_kwargs(dsn, settings))
+        return await asyncpg.connect(**_connect_kwargs(dsn, {}, statement_cache_size))
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -93,11 +111,13 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def create_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, min_size: int, max_size: int, statement_cache_size: int = 100
+) -> asyncpg.Pool:
     with _reported(dsn):
         return await asyncpg.create_pool(
             min_size=min(min_size, max_size), max_size=max_size, reset=_reset,
-            **_connect_kwargs(dsn, {}),
+            **_connect_kwargs(dsn, {}, statement_cache_size),
         )
 
 
@@ -105,22 +125,51 @@ class DedicatedConnection:
     """A connection of its own for one hot path, (re)opened on first use after a failure.
 
     The worker's claim and completion statements run on dedicated connections: no pool round
-    trip, and each path gets the plan caching that suits it (``plan_cache_mode``).
+    trip, and each path gets the plan settings that suit it. With the statement cache on, those
+    settings are startup parameters and shape the one generic plan the connection keeps. With it
+    off (``statement_cache_size=0``, behind a transaction pooler) every statement is planned for
+    its own arguments, and startup parameters would be refused by the pooler: the settings that
+    steer the planner are then set for each statement's own transaction (``SET LOCAL``), and
+    ``plan_cache_mode``, which has no plan to shape, is left out.
     """
 
-    def __init__(self, dsn: str, **settings: str) -> None:
+    def __init__(self, dsn: str, statement_cache_size: int = 100, **settings: str) -> None:
         self._dsn = dsn
-        self._settings = settings
+        self._cache_size = statement_cache_size
+        if settings:
+            settings = {**HOT_PATH_SETTINGS, **settings}
+        self._startup = settings if statement_cache_size else {}
+        local = {k: v for k, v in settings.items() if k != "plan_cache_mode"}
+        self._set_local = None if statement_cache_size or not local else _set_local(local)
         self._conn: asyncpg.Connection | None = None
+        self._reconnecting = False
 
     async def fetch(self, statement: str, *args: object) -> list[asyncpg.Record]:
         if self._conn is None or self._conn.is_closed():
             # Untranslated on purpose: callers retry on CONNECTION_ERRORS.
-            self._conn = await asyncpg.connect(**_connect_kwargs(self._dsn, self._settings))
+            self._conn = await asyncpg.connect(
+                **_connect_kwargs(self._dsn, self._startup, self._cache_size)
+            )
+            log = logger.info if self._reconnecting else logger.debug
+            log("connected to %s (backend pid %s)", server_address(self._conn),
+                self._conn.get_server_pid())
+            self._reconnecting = False
+        conn = self._conn
         try:
-            return await self._conn.fetch(statement, *args)
+            if self._set_local is None:
+                return await conn.fetch(statement, *args)
+            await conn.execute(self._set_local)  # BEGIN and the settings: one round trip
+            try:
+                rows = await conn.fetch(statement, *args)
+            except BaseException:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+            return rows
         except CONNECTION_ERRORS:
             await self.close()
+            self._reconnecting = True
             raise
 
     async def close(self) -> None:
@@ -130,6 +179,17 @@ class DedicatedConnection:
                 await asyncio.wait_for(conn.close(), timeout=2)
             except Exception:
                 conn.terminate()
+
+
+def _set_local(settings: dict[str, str]) -> str:
+    """``BEGIN`` and ``SET LOCAL`` of each setting, as one simple-protocol query. The names and
+    values come from pgqueue's code, never from users; checked all the same."""
+    parts = ["BEGIN"]
+    for name, value in settings.items():
+        if not _SETTING_NAME.match(name) or "'" in value:
+            raise ValueError(f"not a setting pgqueue can SET LOCAL: {name}={value!r}")
+        parts.append(f"SET LOCAL {name} TO '{value}'")
+    return "; ".join(parts)
 
 
 class Backoff:

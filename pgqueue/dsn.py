@@ -98,9 +98,15 @@ def check_dsn(dsn: str | None) -> str:
 
 
 def describe(dsn: str) -> str:
-    """``host:port/dbname`` of a DSN, for messages (never the password)."""
+    """``host:port/dbname`` of a DSN, for messages (never the password); with several hosts
+    (``db1:5432,db2:5432``), all of them in order."""
     parts = urlsplit(dsn)
     query = dict(parse_qsl(parts.query))
+    netloc = parts.netloc.rpartition("@")[2]
+    if "," in netloc:
+        port = query.get("port", "5432")
+        hosts = [h if re.search(r":\d+$", h) else f"{h}:{port}" for h in netloc.split(",")]
+        return f"{','.join(hosts)}{parts.path or ''}"
     host = parts.hostname or query.get("host") or "localhost"
     try:
         port = parts.port or query.get("port") or 5432

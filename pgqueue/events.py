@@ -20,15 +20,17 @@ _QUEUE_SIZE = 1000
 
 
 class EventHub:
-    def __init__(self, dsn: str, channel: str) -> None:
-        self._dsn = dsn
+    def __init__(self, dsn: str, channel: str, statement_cache_size: int = 100) -> None:
+        self._dsn = dsn  # the listen DSN: LISTEN cannot pass a transaction pooler
         self._channel = channel
+        self._cache_size = statement_cache_size
         self._watchers: dict[int | None, set[asyncio.Queue[Event]]] = {}
         self._listener: Listener | None = None
 
     async def _start(self) -> None:
         if self._listener is None:
-            self._listener = Listener(self._dsn, [self._channel], self._on_notify, self._on_connected)
+            self._listener = Listener(self._dsn, [self._channel], self._on_notify,
+                                      self._on_connected, self._cache_size)
             self._listener.start()
         try:
             await asyncio.wait_for(self._listener.connected.wait(), timeout=10)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from .database import CONNECTION_ERRORS, Backoff, connect, describe
+from .database import CONNECTION_ERRORS, Backoff, connect, describe, server_address
 from .errors import DatabaseUnavailable
 
 logger = logging.getLogger("pgqueue.listener")
@@ -32,8 +32,10 @@ class Listener:
         channels: list[str],
         on_notify: OnNotify,
         on_connected: Callable[[], Awaitable[None] | None] | None = None,
+        statement_cache_size: int = 100,
     ) -> None:
         self.dsn = dsn
+        self.statement_cache_size = statement_cache_size
         self.channels = channels
         self.on_notify = on_notify
         self.on_connected = on_connected
@@ -62,13 +64,15 @@ class Listener:
         while not self._stopping.is_set():
             conn: asyncpg.Connection | None = None
             try:
-                conn = await connect(self.dsn)
+                conn = await connect(self.dsn, statement_cache_size=self.statement_cache_size)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 for channel in self.channels:
                     await conn.add_listener(channel, self._dispatch)
                 if outage:
-                    logger.warning("listening again on %s", describe(self.dsn))
+                    logger.warning("listening again on %s", server_address(conn))
+                else:
+                    logger.debug("listening on %s", server_address(conn))
                 outage = False
                 backoff.reset()
                 self.connected.set()

@@ -169,7 +169,8 @@ class PgQueue:
     def events(self) -> EventHub:
         """Job events for this process's watchers (one LISTEN connection, opened on first use)."""
         if self._events is None:
-            self._events = EventHub(self._backend.dsn, self.statements.events_channel)
+            self._events = EventHub(self._backend.listen_dsn, self.statements.events_channel,
+                                    self.settings.statement_cache_size)
         return self._events
 
     # -- enqueue ---------------------------------------------------------------------------------

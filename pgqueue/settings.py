@@ -44,8 +44,16 @@ class Settings(BaseSettings):
     schema: str = "pgqueue"
     """Schema that holds all of pgqueue's tables, functions and types."""
 
+    listen_dsn: str | None = None
+    """Where the LISTEN connections go (the worker's wake-ups, job events); default: ``dsn``.
+    Behind a transaction pooler (PgBouncer) LISTEN cannot work, so point this at PostgreSQL
+    itself while ``dsn`` names the pooler."""
+
     pool_min_size: int = Field(1, ge=0)
     pool_max_size: int = Field(10, ge=1)
+    statement_cache_size: int = Field(100, ge=0)
+    """Prepared statements asyncpg keeps per connection (asyncpg's default, 100). 0: no named
+    server-side prepared statements, as a transaction pooler (PgBouncer) needs."""
 
     poll_interval: Seconds = 1.0
     """How often a worker checks for scheduled jobs coming due; new jobs wake it by NOTIFY at once."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from pgqueue.database import _SERVER_SETTINGS
+from pgqueue.database import _SERVER_SETTINGS, HOT_PATH_SETTINGS
 from pgqueue.sql import Statements
 from pgqueue.worker.claimer import CONNECTION_SETTINGS as CLAIM_SETTINGS
 
@@ -60,7 +60,7 @@ async def _generic_plan(conn: asyncpg.Connection, name: str, arguments: str) -> 
 async def _worker_connection(database_url: str, **settings: str) -> asyncpg.Connection:
     return await asyncpg.connect(
         database_url,
-        server_settings={**_SERVER_SETTINGS, "plan_cache_mode": "force_generic_plan",
+        server_settings={**_SERVER_SETTINGS, **HOT_PATH_SETTINGS, "plan_cache_mode": "force_generic_plan",
                          "enable_seqscan": "off", **settings},
     )
 

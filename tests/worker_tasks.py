@@ -41,7 +41,10 @@ async def record(ctx: JobContext, event: str) -> None:
     global _pool
     async with _pool_opening:  # one pool per process, however many jobs start at once
         if _pool is None:
-            _pool = await asyncpg.create_pool(pgq.settings.dsn, min_size=1, max_size=4)
+            _pool = await asyncpg.create_pool(
+                pgq.settings.dsn, min_size=1, max_size=4,
+                statement_cache_size=pgq.settings.statement_cache_size,  # PgBouncer: 0
+            )
     await _pool.execute(
         "INSERT INTO test_runs (job_id, pid, attempt, event) VALUES ($1, $2, $3, $4)",
         ctx.job.id, os.getpid(), ctx.attempt, event,

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from ..backend import Backend
-from ..database import CONNECTION_ERRORS, Backoff, DedicatedConnection
+from ..database import CONNECTION_ERRORS, Backoff
 from .outage import OutageLog
 from .registration import Registration
 from .slots import Slots
@@ -60,7 +60,7 @@ class Claimer:
         # Claim in batches under load: wait for a quarter of the slots rather than claiming
         # one job per round trip as each finishes.
         self._batch_floor = max(1, slots.concurrency // 4)
-        self._conn = DedicatedConnection(backend.settings.dsn or "", **CONNECTION_SETTINGS)
+        self._conn = backend.dedicated_connection(**CONNECTION_SETTINGS)
 
     async def run(self) -> None:
         """Claim until stopping; in burst mode, also return once nothing is left to claim."""

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from ..backend import Backend
-from ..database import CONNECTION_ERRORS, Backoff, DedicatedConnection
+from ..database import CONNECTION_ERRORS, Backoff
 from ..messages import status_messages
 from .executor import Outcome
 from .outage import OutageLog
@@ -57,8 +57,7 @@ class OutcomeWriter:
         # it. Without seq scans and nested loops that plan is the same on an empty table and a
         # huge one: the primary key finds the batch's rows, a hash join pairs them with their
         # outcomes (a nested loop would re-read the outcome arrays once per row).
-        self._conn = DedicatedConnection(
-            backend.settings.dsn or "",
+        self._conn = backend.dedicated_connection(
             plan_cache_mode="force_generic_plan",
             enable_seqscan="off",
             enable_nestloop="off",

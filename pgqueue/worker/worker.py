@@ -157,8 +157,8 @@ class Worker:
         opened_here = not self.backend.is_open
         await self.backend.open()
         listener = Listener(
-            self.backend.dsn, [self.backend.statements.jobs_channel], self._on_notify,
-            self._wake.set,
+            self.backend.listen_dsn, [self.backend.statements.jobs_channel], self._on_notify,
+            self._wake.set, self.backend.settings.statement_cache_size,
         )
         services: list[asyncio.Task[Any]] = []
         try:
