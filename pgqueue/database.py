@@ -53,6 +53,23 @@ _SETTING_ERRORS = (
 )
 
 
+class _OneLine(logging.Filter):
+    """asyncpg's pool logs each failed attempt to refill itself with a traceback: while the
+    database is away (a restart, a failover) that is a screenful per second. The reason fits on
+    the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, CONNECTION_ERRORS):
+            record.msg = f"{record.getMessage()} ({str(exc).strip() or type(exc).__name__})"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLine())
+
+
 def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
     reason = str(exc).strip() or type(exc).__name__
     return DatabaseUnavailable(f"cannot reach PostgreSQL at {describe(dsn)}: {reason}")
@@ -98,6 +115,21 @@ def server_address(conn: asyncpg.Connection) -> str:
     return str(addr) if addr else "?"
 
 
+_last_server: dict[str, str] = {}
+
+
+def note_server(dsn: str, conn: asyncpg.Connection, what: str) -> str:
+    """Log where a new connection landed, and return ``host:port``: a warning when a connection
+    for ``dsn`` lands on another server than the one before (a failover), else at debug level."""
+    address = server_address(conn)
+    before, _last_server[dsn] = _last_server.get(dsn), address
+    if before is not None and before != address:
+        logger.warning("%s connected to %s, no longer to %s", what, address, before)
+    else:
+        logger.debug("%s connected to %s", what, address)
+    return address
+
+
 async def connect(dsn: str, *, statement_cache_size: int = 100) -> asyncpg.Connection:
     """One connection outside the pool (listeners, the migrations' SQLAlchemy engine)."""
     with _reported(dsn):
@@ -117,8 +149,13 @@ async def create_pool(
     with _reported(dsn):
         return await asyncpg.create_pool(
             min_size=min(min_size, max_size), max_size=max_size, reset=_reset,
+            init=lambda conn: _noted(dsn, conn),
             **_connect_kwargs(dsn, {}, statement_cache_size),
         )
+
+
+async def _noted(dsn: str, conn: asyncpg.Connection) -> None:
+    note_server(dsn, conn, "pool connection")
 
 
 class DedicatedConnection:
@@ -150,9 +187,9 @@ class DedicatedConnection:
             self._conn = await asyncpg.connect(
                 **_connect_kwargs(self._dsn, self._startup, self._cache_size)
             )
-            log = logger.info if self._reconnecting else logger.debug
-            log("connected to %s (backend pid %s)", server_address(self._conn),
-                self._conn.get_server_pid())
+            address = note_server(self._dsn, self._conn, "dedicated connection")
+            if self._reconnecting:
+                logger.info("reconnected to %s", address)
             self._reconnecting = False
         conn = self._conn
         try:

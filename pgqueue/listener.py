@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from .database import CONNECTION_ERRORS, Backoff, connect, describe, server_address
+from .database import CONNECTION_ERRORS, Backoff, connect, describe, note_server
 from .errors import DatabaseUnavailable
 
 logger = logging.getLogger("pgqueue.listener")
@@ -69,10 +69,9 @@ class Listener:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 for channel in self.channels:
                     await conn.add_listener(channel, self._dispatch)
+                address = note_server(self.dsn, conn, "listening connection")
                 if outage:
-                    logger.warning("listening again on %s", server_address(conn))
-                else:
-                    logger.debug("listening on %s", server_address(conn))
+                    logger.warning("listening again on %s", address)
                 outage = False
                 backoff.reset()
                 self.connected.set()

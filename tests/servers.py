@@ -23,12 +23,14 @@ PSQL = shutil.which("psql")
 
 
 def _pg_bindir() -> Path | None:
-    """PostgreSQL's server binaries: on PATH, else Debian's versioned directory (newest)."""
-    if initdb := shutil.which("initdb"):
-        return Path(initdb).parent
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parent.parent.name))
-    return Path(found[-1]).parent if found else None
+    """A directory with PostgreSQL's server binaries: initdb's on PATH, else Debian's versioned
+    directory (newest)."""
+    candidates = [Path(p).parent for p in [shutil.which("initdb")] if p]
+    candidates += [Path(p).parent for p in sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parent.parent.name), reverse=True)]
+    needed = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
+    return next((d for d in candidates if all((d / n).exists() for n in needed)), None)
 
 
 PG_BIN = _pg_bindir()
