@@ -13,6 +13,7 @@ Run it all in one process with ``python -m pgqueue demo``, or the parts separate
 
 
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -127,10 +128,22 @@ def dashboard_guard(token: str | None) -> Any:
 # -- the app --------------------------------------------------------------------------------------
 
 
+def _engine_options() -> dict[str, Any]:
+    """Behind a transaction pooler (``PGQUEUE_STATEMENT_CACHE_SIZE=0``) the app's own engine keeps
+    no prepared statements either, and names the ones it makes uniquely (SQLAlchemy's documented
+    PgBouncer setup)."""
+    if pgq.settings.statement_cache_size:
+        return {}
+    return {"connect_args": {
+        "statement_cache_size": 0, "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__app_{uuid.uuid4().hex}__",
+    }}
+
+
 def create_app(settings: Settings | None = None, *, worker: bool = False) -> FastAPI:
     """The example app; ``worker=True`` also runs a pgqueue worker in its process (the demo)."""
     settings = settings or Settings()
-    engine = create_async_engine(sqlalchemy_url(check_dsn(pgq.settings.dsn)))
+    engine = create_async_engine(sqlalchemy_url(check_dsn(pgq.settings.dsn)), **_engine_options())
     DbSession = Annotated[AsyncSession, session_dependency(async_sessionmaker(engine))]
 
     @asynccontextmanager
