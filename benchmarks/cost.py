@@ -3,15 +3,19 @@
 Per contestant (raw SQL, pgqueue, PgQueuer, procrastinate, awa), in a fresh database: N no-op jobs
 enqueued one per transaction through one connection, then drained by one worker at concurrency 32.
 Around each phase the server's counters are read, as ``shared/bench/scenario.py`` reads them
-(``probe`` below): the WAL position, the database's commits and rows written, and per table the
-rows inserted, updated (HOT or not) and deleted, from which the index entries written follow
-(every insert and every non-HOT update adds an entry to each of the table's indexes). Statements
-and round trips are counted on the wire (``benchmarks.wire``). Figures are per job.
+(``probe`` below): the WAL position, the database's commits, and the rows its tables took in,
+updated (HOT or not) and deleted. Statements and round trips are counted on the wire
+(``benchmarks.wire``). Index entries written are counted in the WAL itself (``pg_waldump
+--stats``: B-tree leaf inserts, including those that split a page, and other index types'
+inserts), since no statistics view counts them and a partial index takes only the rows its
+predicate admits. Figures are per job.
 
 WAL is cluster-wide, so by default the run starts a private PostgreSQL cluster of its own (the
 binaries from tests/servers.py; as root it runs as the ``postgres`` user) where nothing else
-writes. ``--dsn-base URL`` uses a server of yours instead. None of these figures depend on timing:
-a loaded machine gives the same table.
+writes, with autovacuum off so that no vacuum's WAL lands in a phase by chance (what a job
+leaves to vacuum is its dead rows, counted as updates and deletes). ``--dsn-base URL`` uses a
+server of yours instead (no index entries then). None of these figures depend on timing: a loaded
+machine gives the same table.
 
     python -m benchmarks.cost                      # all five, N = 20,000 (a few minutes)
     python -m benchmarks.cost --contestants pgqueue,raw --n 500   # a smoke run
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import subprocess
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,14 +47,29 @@ SELECT pg_current_wal_lsn()::text AS lsn,
        coalesce(sum(t.n_tup_ins), 0)::bigint AS inserted,
        coalesce(sum(t.n_tup_upd), 0)::bigint AS updated,
        coalesce(sum(t.n_tup_hot_upd), 0)::bigint AS hot_updated,
-       coalesce(sum(t.n_tup_del), 0)::bigint AS deleted,
-       coalesce(sum((t.n_tup_ins + t.n_tup_upd - t.n_tup_hot_upd)
-                    * (SELECT count(*) FROM pg_index i WHERE i.indrelid = t.relid)), 0)::bigint
-           AS index_entries
+       coalesce(sum(t.n_tup_del), 0)::bigint AS deleted
 FROM pg_stat_user_tables t
 """
 FIGURES = ("wal_bytes", "commits", "statements", "round_trips", "rows_written", "inserted",
-           "updated", "deleted", "index_entries")
+           "updated", "hot_updated", "deleted")
+# WAL records that add one index entry each (PostgreSQL 15's record names).
+INDEX_INSERTS = ("Btree/INSERT_LEAF", "Btree/INSERT_POST", "Btree/SPLIT_L", "Btree/SPLIT_R",
+                 "Hash/INSERT", "Gin/INSERT", "Gist/PAGE_UPDATE", "SPGist/ADD_LEAF",
+                 "BRIN/INSERT")
+_RECORD = re.compile(r"^(\S+/\S+)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)")
+
+
+def wal_records(waldump: str, waldir: str, start: str, end: str) -> dict[str, Any]:
+    """Index entries written and full-page-image bytes between two WAL positions."""
+    out = subprocess.run([waldump, "--stats=record", "-p", waldir, "-s", start, "-e", end],
+                         capture_output=True, text=True, check=True).stdout
+    entries = fpi = 0
+    for line in out.splitlines():
+        if match := _RECORD.match(line):
+            if match[1] in INDEX_INSERTS:
+                entries += int(match[2])
+            fpi += int(match[4])
+    return {"index_entries": entries, "fpi_bytes": fpi}
 
 
 async def probe(dsn: str) -> dict[str, Any]:
@@ -86,7 +107,7 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
     """Child process: one contestant's whole-life cost in the fresh database ``args.dsn``."""
     c = load(args.contestant)
     host = urlsplit(args.dsn).hostname or "127.0.0.1"
-    proxy = await CountingProxy(host, urlsplit(args.dsn).port or 5432).start()
+    proxy = CountingProxy(host, urlsplit(args.dsn).port or 5432).start()
     wired = _through(args.dsn, proxy.port)
     await c.install(args.dsn, "cost")
     await settle(args.dsn)
@@ -111,12 +132,15 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
 
     await c.run_worker(wired, 32, args.n + 1, on_job, **c.variant("c32")[1])
     drained = await mark()
-    await proxy.stop()
+    proxy.stop()
     phases = {"enqueue": (start, enqueued), "drain": (enqueued, drained), "whole": (start, drained)}
     result: dict[str, Any] = {}
     for name, (a, b) in phases.items():
         wire = {k: round((b[k] - a[k]) / args.n, 3) for k in ("statements", "round_trips")}
         result[name] = {**await _per_job(args.dsn, a, b, args.n), **wire}
+        if args.waldir:
+            records = wal_records(args.waldump, args.waldir, a["lsn"], b["lsn"])
+            result[name].update({k: round(v / args.n, 3) for k, v in records.items()})
     finished = await c.count_done(args.dsn)
     return {"contestant": c.name, "versions": c.versions(), "n": args.n, "handler_calls": done,
             "verified_done": finished, "ok": finished == args.n + 1, "per_job": result}
@@ -128,10 +152,12 @@ def _table(runs: list[dict[str, Any]]) -> list[str]:
              "|---|" + "---|" * len(names)]
     labels = {"wal_bytes": "WAL bytes", "commits": "commits", "statements": "statements",
               "round_trips": "round trips", "rows_written": "rows written (ins+upd+del)",
-              "inserted": "rows inserted", "updated": "rows updated", "deleted": "rows deleted",
-              "index_entries": "index entries written"}
+              "inserted": "rows inserted", "updated": "rows updated",
+              "hot_updated": "of which HOT (no index entry)", "deleted": "rows deleted",
+              "index_entries": "index entries written (WAL records)",
+              "fpi_bytes": "of the WAL: full-page images, bytes"}
     for key, label in labels.items():
-        cells = [fmt(r["per_job"]["whole"][key], 0 if key == "wal_bytes" else 2)
+        cells = [fmt(r["per_job"]["whole"].get(key), 0 if key.endswith("bytes") else 2)
                  for r in runs if r.get("ok")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for phase in ("enqueue", "drain"):
@@ -152,12 +178,15 @@ def main() -> None:
     p.add_argument("--role", default="parent", choices=["parent", "one"])
     p.add_argument("--contestant")
     p.add_argument("--dsn")
+    p.add_argument("--waldir", help=argparse.SUPPRESS)
+    p.add_argument("--waldump", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "one":
         write_json(args.out, run_async(one(args), args.loop))
         return
     started = utc_now()
     cluster = None
+    wal: list[str] = []
     if args.dsn_base is None:
         import sys
 
@@ -166,8 +195,9 @@ def main() -> None:
 
         if PG_BIN is None:
             raise SystemExit("no PostgreSQL server binaries found: pass --dsn-base URL")
-        cluster = Cluster("bench-cost").initdb().start()
+        cluster = Cluster("bench-cost").initdb(autovacuum="off", wal_keep_size="8GB").start()
         args.dsn_base = cluster.url()
+        wal = ["--waldir", str(cluster.data / "pg_wal"), "--waldump", str(PG_BIN / "pg_waldump")]
     runs = []
     try:
         for name in args.contestants.split(","):
@@ -177,7 +207,7 @@ def main() -> None:
             print(f"{name}: {args.n} jobs ...", flush=True)
             res = measure_in_subprocess(
                 "cost", ["--role", "one", "--contestant", name, "--n", str(args.n),
-                         "--loop", args.loop],
+                         "--loop", args.loop, *wal],
                 dsn_base=args.dsn_base, db=f"{args.db_prefix}cost_{name}", label=f"cost-{name}",
                 timeout=args.timeout)
             res.setdefault("contestant", name)

@@ -5,12 +5,16 @@ driver) without pg_stat_statements: every contestant connects through this proxy
 bytes both ways untouched and parses only the client's side. A simple ``Query`` ('Q') or an
 extended-protocol ``Execute`` ('E') is a statement; a ``Query`` or a ``Sync`` ('S') ends a round
 trip (the client then waits for ReadyForQuery).
+
+The proxy runs its own event loop in a thread: a client that blocks its caller's loop while it
+connects (awa's Rust client does) must not stall the proxy it connects through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 from collections import Counter
 
 _SSL_REQUEST, _GSSENC_REQUEST = 80877103, 80877104
@@ -21,17 +25,26 @@ class CountingProxy:
         self.upstream = (host, port)
         self.messages: Counter[str] = Counter()
         self.connections = 0
-        self._server: asyncio.AbstractServer | None = None
         self.port = 0
+        self._loop = asyncio.new_event_loop()
 
-    async def start(self) -> CountingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+    def start(self) -> CountingProxy:
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            server = self._loop.run_until_complete(
+                asyncio.start_server(self._serve, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, name="counting-proxy", daemon=True).start()
+        ready.wait(10)
         return self
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
 
     def snapshot(self) -> dict[str, int]:
         """Statements, round trips and connections so far."""

@@ -94,14 +94,14 @@ def _reported(dsn: str) -> Iterator[None]:
         ) from exc
 
 
-def _connect_kwargs(dsn: str, settings: dict[str, str], statement_cache_size: int) -> dict[str, Any]:
-    """asyncpg's arguments for ``dsn``. Server settings: pgqueue's defaults, then the DSN's, then
-    the caller's own (a hot path's plan settings are what that one statement needs)."""
+def _connect_kwargs(dsn: str, statement_cache_size: int) -> dict[str, Any]:
+    """asyncpg's arguments for ``dsn``. Server settings: pgqueue's default name, then the DSN's
+    (a user's own settings in the DSN are theirs to make pooler-safe)."""
     args = parse(check_dsn(dsn))
     return dict(
         dsn=args.dsn,
         timeout=args.timeout or CONNECT_TIMEOUT,
-        server_settings={**_SERVER_SETTINGS, **args.server_settings, **settings},
+        server_settings={**_SERVER_SETTINGS, **args.server_settings},
         statement_cache_size=statement_cache_size,
     )
 
@@ -133,7 +133,7 @@ def note_server(dsn: str, conn: asyncpg.Connection, what: str) -> str:
 async def connect(dsn: str, *, statement_cache_size: int = 100) -> asyncpg.Connection:
     """One connection outside the pool (listeners, the migrations' SQLAlchemy engine)."""
     with _reported(dsn):
-        return await asyncpg.connect(**_connect_kwargs(dsn, {}, statement_cache_size))
+        return await asyncpg.connect(**_connect_kwargs(dsn, statement_cache_size))
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -150,7 +150,7 @@ async def create_pool(
         return await asyncpg.create_pool(
             min_size=min(min_size, max_size), max_size=max_size, reset=_reset,
             init=lambda conn: _noted(dsn, conn),
-            **_connect_kwargs(dsn, {}, statement_cache_size),
+            **_connect_kwargs(dsn, statement_cache_size),
         )
 
 
@@ -162,12 +162,13 @@ class DedicatedConnection:
     """A connection of its own for one hot path, (re)opened on first use after a failure.
 
     The worker's claim and completion statements run on dedicated connections: no pool round
-    trip, and each path gets the plan settings that suit it. With the statement cache on, those
-    settings are startup parameters and shape the one generic plan the connection keeps. With it
-    off (``statement_cache_size=0``, behind a transaction pooler) every statement is planned for
-    its own arguments, and startup parameters would be refused by the pooler: the settings that
-    steer the planner are then set for each statement's own transaction (``SET LOCAL``), and
-    ``plan_cache_mode``, which has no plan to shape, is left out.
+    trip, and each path gets the plan settings that suit it. Those are never startup parameters,
+    which a pooler (PgBouncer) refuses: they are set for each statement's own transaction
+    (``BEGIN; SET LOCAL …`` in one round trip, the statement, ``COMMIT``). With the statement
+    cache on, the first execution under ``plan_cache_mode=force_generic_plan`` makes the one
+    generic plan the connection keeps, shaped by the other settings; with the cache off
+    (``statement_cache_size=0``) every statement is planned for its own arguments and
+    ``plan_cache_mode`` has no plan to shape, so it is left out.
     """
 
     def __init__(self, dsn: str, statement_cache_size: int = 100, **settings: str) -> None:
@@ -175,9 +176,9 @@ class DedicatedConnection:
         self._cache_size = statement_cache_size
         if settings:
             settings = {**HOT_PATH_SETTINGS, **settings}
-        self._startup = settings if statement_cache_size else {}
-        local = {k: v for k, v in settings.items() if k != "plan_cache_mode"}
-        self._set_local = None if statement_cache_size or not local else _set_local(local)
+        if not statement_cache_size:
+            settings.pop("plan_cache_mode", None)
+        self._set_local = _set_local(settings) if settings else None
         self._conn: asyncpg.Connection | None = None
         self._reconnecting = False
 
@@ -185,7 +186,7 @@ class DedicatedConnection:
         if self._conn is None or self._conn.is_closed():
             # Untranslated on purpose: callers retry on CONNECTION_ERRORS.
             self._conn = await asyncpg.connect(
-                **_connect_kwargs(self._dsn, self._startup, self._cache_size)
+                **_connect_kwargs(self._dsn, self._cache_size)
             )
             address = note_server(self._dsn, self._conn, "dedicated connection")
             if self._reconnecting:

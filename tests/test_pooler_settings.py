@@ -72,9 +72,14 @@ async def test_a_hot_path_without_a_statement_cache_sets_its_plan_settings_per_t
         assert conn is not None and not conn.is_in_transaction()
         assert await conn.fetchval("SHOW enable_seqscan") == "on"
 
-        [row] = await cached.fetch(SETTINGS)  # with the cache: startup settings, as before
+        # With the cache the generic plan is made and kept under the same settings, per
+        # transaction too: no startup parameter ever (PgBouncer would refuse it).
+        [row] = await cached.fetch(f"{SETTINGS}, ({PREPARED}) AS prepared")
         assert dict(row) == {"seqscan": "off", "jit": "off", "bitmapscan": "off",
-                             "cache_mode": "force_generic_plan"}
+                             "cache_mode": "force_generic_plan", "prepared": 1}
+        conn = cached._conn
+        assert conn is not None
+        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
     finally:
         await uncached.close()
         await cached.close()
