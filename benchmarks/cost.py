@@ -1,4 +1,4 @@
-"""What one job costs the database, over its whole life, side by side: ``python -m benchmarks.cost``.
+"""What one job costs the database over its whole life, side by side: ``benchmarks.cost``.
 
 Per contestant (raw SQL, pgqueue, PgQueuer, procrastinate, awa), in a fresh database: N no-op jobs
 enqueued one per transaction through one connection, then drained by one worker at concurrency 32.
@@ -84,7 +84,9 @@ async def probe(dsn: str) -> dict[str, Any]:
         await conn.close()
 
 
-async def _per_job(dsn: str, before: dict[str, Any], after: dict[str, Any], jobs: int) -> dict[str, float]:
+async def _per_job(
+    dsn: str, before: dict[str, Any], after: dict[str, Any], jobs: int
+) -> dict[str, float]:
     conn = await asyncpg.connect(dsn)
     try:
         wal = await conn.fetchval("SELECT pg_wal_lsn_diff($1::text::pg_lsn, $2::text::pg_lsn)",
@@ -161,8 +163,8 @@ def _table(runs: list[dict[str, Any]]) -> list[str]:
                  for r in runs if r.get("ok")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for phase in ("enqueue", "drain"):
-        cells = [f'{fmt(r["per_job"][phase]["wal_bytes"])} B, {fmt(r["per_job"][phase]["statements"], 2)} st'
-                 for r in runs if r.get("ok")]
+        cells = [f'{fmt(r["per_job"][phase]["wal_bytes"])} B, '
+                 f'{fmt(r["per_job"][phase]["statements"], 2)} st' for r in runs if r.get("ok")]
         lines.append(f"| {phase} only: WAL, statements | " + " | ".join(cells) + " |")
     return lines
 
@@ -221,9 +223,11 @@ def main() -> None:
     path = results_path(args.out, "cost", started)
     write_json(path, {"started": started.isoformat(), "n": args.n,
                       "server": "private cluster" if cluster else args.dsn_base, "runs": runs})
-    lines = [f"# Cost per job, {args.n:,} no-op jobs ({started:%Y-%m-%d %H:%M} UTC)\n", *_table(runs), ""]
+    title = f"# Cost per job, {args.n:,} no-op jobs ({started:%Y-%m-%d %H:%M} UTC)\n"
+    lines = [title, *_table(runs), ""]
     write_markdown_with_reproduce(path.with_suffix(".md"), lines,
-                                  f"python -m benchmarks.cost --n {args.n} --contestants {args.contestants}")
+                                  f"python -m benchmarks.cost --n {args.n} "
+                                  f"--contestants {args.contestants}")
     print("\n".join(lines))
     print(f"results: {path}")
 

@@ -200,8 +200,10 @@ class DedicatedConnection:
             try:
                 rows = await conn.fetch(statement, *args)
             except BaseException:
-                if not conn.is_closed() and conn.is_in_transaction():
-                    await conn.execute("ROLLBACK")
+                # Failed or cancelled inside its transaction: the connection goes with it (the
+                # next call opens another) rather than a rollback that may not get through.
+                self._conn = None
+                conn.terminate()
                 raise
             await conn.execute("COMMIT")
             return rows

@@ -60,7 +60,8 @@ async def _generic_plan(conn: asyncpg.Connection, name: str, arguments: str) -> 
 async def _worker_connection(database_url: str, **settings: str) -> asyncpg.Connection:
     return await asyncpg.connect(
         database_url,
-        server_settings={**_SERVER_SETTINGS, **HOT_PATH_SETTINGS, "plan_cache_mode": "force_generic_plan",
+        server_settings={**_SERVER_SETTINGS, **HOT_PATH_SETTINGS,
+                         "plan_cache_mode": "force_generic_plan",
                          "enable_seqscan": "off", **settings},
     )
 

@@ -39,7 +39,9 @@ def test_listen_dsn_defaults_to_the_dsn() -> None:
     assert other._backend.listen_dsn == "postgresql://u@db/app"
 
 
-async def test_without_a_statement_cache_the_pool_prepares_nothing_by_name(database_url: str) -> None:
+async def test_without_a_statement_cache_the_pool_prepares_nothing_by_name(
+    database_url: str,
+) -> None:
     async with PgQueue(dsn=database_url, statement_cache_size=0, pool_max_size=1) as pgq:
         await pgq.enqueue("t", 1)
         await pgq.enqueue("t", 2)
