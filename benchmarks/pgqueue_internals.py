@@ -63,7 +63,10 @@ async def explain_claim(conn: Any, pgq: PgQueue, queues: list[str] | None, n: in
                            ("log_buffers", "on"), ("log_nested_statements", "on"),
                            ("log_level", "notice")):
         await conn.execute(f"SET auto_explain.{setting} = {value}")
-    listener = lambda _conn, message: notices.append(message.message)  # noqa: E731
+
+    def listener(_conn: Any, message: Any) -> None:
+        notices.append(message.message)
+
     conn.add_log_listener(listener)
     tx = conn.transaction()
     await tx.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 
-class Snooze(Exception):  # noqa: N818 - a decision, not an error
+class Snooze(Exception):
     """Put the job back to ``scheduled`` for ``seconds``; this run does not count as an attempt.
 
     For work that is not ready yet (an export still being built, a partner API asking to come back
@@ -25,7 +25,7 @@ class Snooze(Exception):  # noqa: N818 - a decision, not an error
         self.seconds = float(seconds)
 
 
-class Fail(Exception):  # noqa: N818 - a decision, not an error
+class Fail(Exception):
     """Fail the job now: no further attempts, whatever are left; ``on_failure`` is called and the
     job's ``error`` holds ``message``."""
 
