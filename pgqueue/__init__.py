@@ -5,6 +5,7 @@ with ``FOR UPDATE SKIP LOCKED`` and are woken by ``LISTEN/NOTIFY``.
 """
 
 from .context import JobContext
+from .decisions import Fail, Snooze
 from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
@@ -25,6 +26,7 @@ __all__ = [
     "DatabaseUnavailable",
     "EnqueueOptions",
     "Enqueuer",
+    "Fail",
     "Job",
     "JobContext",
     "JobStatus",
@@ -34,6 +36,7 @@ __all__ = [
     "PgQueueError",
     "SchemaError",
     "Settings",
+    "Snooze",
     "Task",
     "Worker",
     "exponential_backoff",

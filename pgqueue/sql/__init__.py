@@ -11,10 +11,11 @@ reaches rows through the primary key even when the table was never analyzed (aut
 from .base import CLAIM_COLUMNS, JOB_COLUMNS, to_sqlalchemy
 from .jobs import JobStatements
 from .maintenance import MaintenanceStatements
+from .queues import QueueStatements
 from .worker import WorkerStatements
 
 
-class Statements(JobStatements, WorkerStatements, MaintenanceStatements):
+class Statements(JobStatements, QueueStatements, WorkerStatements, MaintenanceStatements):
     """The statements for one schema, built once per ``PgQueue``."""
 
 
