@@ -46,8 +46,13 @@ class StatsReader:
     async def _query(self) -> Counts:
         async with self._backend.acquire() as conn:
             async with conn.transaction(readonly=True):
-                # Never a seq scan of the jobs table, whatever the (possibly absent) statistics.
-                await conn.execute("SET LOCAL enable_seqscan = off")
+                # Never a seq scan of the jobs table, whatever the (possibly absent) statistics;
+                # nor a bitmap scan, which unlike an index scan never marks the entries of
+                # finished jobs dead, so it would visit them on every call until a vacuum; nor
+                # JIT, which the seq scans priced out of the small count tables would trigger
+                # (35 ms of compiling for a 0.3 ms read).
+                await conn.execute("SET LOCAL enable_seqscan = off; "
+                                   "SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off")
                 rows = await conn.fetch(self._backend.statements.stats)
         counts: Counts = {}
         for row in rows:

@@ -91,7 +91,8 @@ async def test_stats_read_no_history_and_dashboards_share_a_read(pgq: PgQueue, d
     await db.execute("INSERT INTO pgqueue.jobs (task, status, finished_at) "
                      "SELECT 't', 'succeeded', now() FROM generate_series(1, 20000)")
     async with pgq.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off")  # as stats() reads
+        await conn.execute("SET LOCAL enable_seqscan = off; "  # as stats() reads
+                           "SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off")
         plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {pgq.statements.stats}")
     jobs_scans = [node for node in _nodes(json.loads(plan)[0]["Plan"])
                   if node.get("Relation Name") == "jobs"]
