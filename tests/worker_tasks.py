@@ -75,3 +75,9 @@ async def crash(ctx: JobContext) -> None:
 def stubborn(seconds: float) -> None:
     """A sync task that ignores ``ctx.cancelled``: nothing stops it before ``seconds`` pass."""
     time.sleep(seconds)
+
+
+@pgq.task(retry_delay=0, max_attempts=2)
+async def fail(ctx: JobContext) -> None:
+    """Raises on every attempt."""
+    raise ValueError(f"failing on purpose, attempt {ctx.attempt}")
