@@ -160,13 +160,7 @@ class Enqueuer:
             return []
         batch = _Batch(self.task, self.options, encoded)
         with producing(self.task.name, batch.queue, len(encoded)) as batch.trace_context:
-            rounds = batch.rounds()
-            try:
-                statement = next(rounds)
-                while True:
-                    statement = rounds.send(fetch_sync(self.conn, *statement))
-            except StopIteration as done:
-                jobs: list[Job] = done.value
+            jobs = _run_sync(batch.rounds(), self.conn)
             if batch.trace_context is not None:
                 written([job.id for job in jobs])
         if _hooks and (hook := _hooks.get(self.task.backend)) is not None:
@@ -179,6 +173,15 @@ async def _run_async(rounds: _Rounds, conn: Any) -> list[Job]:
         statement = next(rounds)
         while True:
             statement = rounds.send(await fetch(conn, *statement))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _run_sync(rounds: _Rounds, conn: Any) -> list[Job]:
+    try:
+        statement = next(rounds)
+        while True:
+            statement = rounds.send(fetch_sync(conn, *statement))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

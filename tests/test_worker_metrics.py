@@ -114,3 +114,15 @@ def test_metrics_without_prometheus_client_name_the_extra(
     pgq.worker()  # no metrics asked for: no need of it
     with pytest.raises(ConfigurationError, match=r"pip install 'pgqueue\[metrics\]'"):
         pgq.worker(metrics_port=9100)
+
+
+async def test_a_taken_metrics_port_stops_the_worker_with_a_clear_error(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        pgq = PgQueue(dsn=database_url, metrics_host="127.0.0.1", **FAST)
+        with pytest.raises(ConfigurationError, match=f"cannot serve worker metrics on "
+                                                     f"127.0.0.1:{port}: .*choose another"):
+            await pgq.worker(metrics_port=port).run()
+        assert not pgq.is_open
