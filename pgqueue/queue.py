@@ -15,7 +15,7 @@ from .backend import Backend
 from .enqueue import Enqueuer
 from .events import EventHub
 from .job import Job, JobStatus
-from .limits import UNSET, QueueLimits, limit_changes, limits_from_row
+from .limits import NO_LIMITS, UNSET, QueueInfo, QueueLimits, limit_changes, limits_from_row
 from .settings import Settings, load_settings
 from .sql import Statements
 from .stats import StatsReader
@@ -320,11 +320,20 @@ class PgQueue:
         async with self.acquire() as conn:
             return limits_from_row(await conn.fetchrow(self.statements.queue_limits, queue))
 
-    async def limited_queues(self) -> dict[str, tuple[QueueLimits, int]]:
-        """Every queue with a limit: its limits, and how many of its jobs run now."""
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue that has jobs, is paused or has limits, by name."""
+        counts = await self.stats()
         async with self.acquire() as conn:
-            rows = await conn.fetch(self.statements.limited_queues)
-        return {row["name"]: (limits_from_row(row), row["running"]) for row in rows}
+            paused = {row["name"] for row in await conn.fetch(self.statements.paused_queues)}
+            limited = {row["name"]: row for row in await conn.fetch(self.statements.limited_queues)}
+        return [
+            QueueInfo(
+                name, name in paused, counts.get(name, {}),
+                limits_from_row(limited[name]) if name in limited else dict(NO_LIMITS),  # type: ignore[arg-type]
+                counts.get(name, {}).get("running", 0),
+            )
+            for name in sorted(set(counts) | paused | set(limited))
+        ]
 
     # -- workers ---------------------------------------------------------------------------------
 
@@ -335,14 +344,17 @@ class PgQueue:
         *,
         burst: bool = False,
         shutdown_grace: float | None = None,
+        metrics_port: int | None = None,
     ) -> Worker:
         """A worker for this process: ``await worker.run()`` or ``async with pgq.worker():``.
 
         It runs this PgQueue's tasks only, keeps its periodic schedules, and calls its
         ``on_failure`` hooks. ``burst``: return once nothing is left to claim.
-        ``shutdown_grace``: overrides the setting of that name for this worker.
+        ``shutdown_grace`` and ``metrics_port``: override the settings of those names for this
+        worker (``metrics_port`` serves its Prometheus metrics; 0 picks a free port).
         """
         return Worker(
             self._backend, self.tasks, queues, concurrency, periodic=self.periodic_tasks,
             on_failure=self.on_failure, burst=burst, shutdown_grace=shutdown_grace,
+            metrics_port=metrics_port,
         )

@@ -11,11 +11,16 @@ reaches rows through the primary key even when the table was never analyzed (aut
 from .base import CLAIM_COLUMNS, JOB_COLUMNS, to_sqlalchemy
 from .jobs import JobStatements
 from .maintenance import MaintenanceStatements
+from .observe import ObserveStatements
 from .queues import QueueStatements
+from .testing import TestingStatements
 from .worker import WorkerStatements
 
 
-class Statements(JobStatements, QueueStatements, WorkerStatements, MaintenanceStatements):
+class Statements(
+    JobStatements, QueueStatements, WorkerStatements, MaintenanceStatements, ObserveStatements,
+    TestingStatements,
+):
     """The statements for one schema, built once per ``PgQueue``."""
 
 
