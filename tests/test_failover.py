@@ -123,8 +123,9 @@ async def test_a_failover_loses_no_acknowledged_job_and_the_worker_carries_on() 
         finally:
             stop.set()
             output = stop_worker(worker)
-        # The worker's log names the server it reached after the failover.
-        assert f"127.0.0.1:{standby.port}" in output, output
+        # The worker's log names the server it reached after the failover, and the one before.
+        assert (f"connected to 127.0.0.1:{standby.port}, no longer to 127.0.0.1:{primary.port}"
+                in output), output
         assert "Traceback" not in output, output
 
 
