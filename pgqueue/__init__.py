@@ -16,6 +16,7 @@ from .errors import (
 from .job import Job, JobStatus
 from .queue import PgQueue
 from .settings import Settings
+from .sync import SyncQueue
 from .enqueue import EnqueueOptions, Enqueuer
 from .task import Task, exponential_backoff
 from .worker import Worker
@@ -34,6 +35,7 @@ __all__ = [
     "PgQueueError",
     "SchemaError",
     "Settings",
+    "SyncQueue",
     "Task",
     "Worker",
     "exponential_backoff",

@@ -9,12 +9,13 @@ reaches rows through the primary key even when the table was never analyzed (aut
 """
 
 from .base import CLAIM_COLUMNS, JOB_COLUMNS, to_sqlalchemy
+from .control import ControlStatements
 from .jobs import JobStatements
 from .maintenance import MaintenanceStatements
 from .worker import WorkerStatements
 
 
-class Statements(JobStatements, WorkerStatements, MaintenanceStatements):
+class Statements(JobStatements, ControlStatements, WorkerStatements, MaintenanceStatements):
     """The statements for one schema, built once per ``PgQueue``."""
 
 

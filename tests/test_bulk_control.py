@@ -1,0 +1,155 @@
+"""Bulk control: ``cancel_jobs`` and ``retry_jobs`` change every matching job in one bounded
+statement, as ``cancel`` and ``retry`` change one."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from pgqueue import JobContext, JobStatus, PgQueue
+from pgqueue.testing import drain
+
+
+async def _ready_ids(db: asyncpg.Connection) -> set[int]:
+    return {row["id"] for row in await db.fetch("SELECT id FROM pgqueue.ready")}
+
+
+async def test_cancel_jobs_cancels_queued_and_scheduled_jobs_matching_the_filter(
+    pgq: PgQueue, db: asyncpg.Connection
+) -> None:
+    @pgq.task(queue="mail")
+    async def send(n: int) -> None: ...
+
+    @pgq.task(queue="mail")
+    async def other(n: int) -> None: ...
+
+    queued = [await send.enqueue(i) for i in range(5)]
+    scheduled = await send.using(delay=3600).enqueue(99)
+    kept = await other.enqueue(1)
+    elsewhere = await send.using(queue="sms").enqueue(2)
+
+    n = await pgq.cancel_jobs(queue="mail", task=send.name)
+
+    assert n == 6
+    for job in [*queued, scheduled]:
+        assert (await pgq.get_job(job.id)).status == JobStatus.CANCELLED
+    assert (await pgq.get_job(kept.id)).status == JobStatus.QUEUED
+    assert (await pgq.get_job(elsewhere.id)).status == JobStatus.QUEUED
+    assert await _ready_ids(db) == {kept.id, elsewhere.id}  # no stale ready rows left behind
+    assert (await pgq.stats())["mail"] == {"queued": 1, "cancelled": 6}
+    assert await pgq.cancel_jobs(queue="mail", task=send.name) == 0
+
+
+async def test_cancel_jobs_by_status_leaves_the_other_statuses(pgq: PgQueue) -> None:
+    @pgq.task
+    async def noop() -> None: ...
+
+    queued = await noop.enqueue()
+    scheduled = await noop.using(delay=3600).enqueue()
+    assert await pgq.cancel_jobs(status="scheduled") == 1
+    assert (await pgq.get_job(scheduled.id)).status == JobStatus.CANCELLED
+    assert (await pgq.get_job(queued.id)).status == JobStatus.QUEUED
+
+
+async def test_cancel_jobs_stops_running_jobs_on_their_worker(pgq: PgQueue) -> None:
+    started: list[int] = []
+    stopped = asyncio.Event()
+    all_started = asyncio.Event()
+
+    @pgq.task(queue="long")
+    async def long(ctx: JobContext) -> None:
+        started.append(ctx.job.id)
+        if len(started) == 2:
+            all_started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            if len(started) == 2:
+                stopped.set()
+            raise
+
+    jobs = [await long.enqueue(), await long.enqueue()]
+    async with pgq.worker(concurrency=2):
+        await asyncio.wait_for(all_started.wait(), 30)
+        assert await pgq.cancel_jobs(status="running", queue="long") == 2
+        for job in jobs:
+            assert (await pgq.wait(job.id, timeout=30)).status == JobStatus.CANCELLED
+    assert (await pgq.stats())["long"] == {"cancelled": 2}
+
+
+async def test_retry_jobs_puts_failed_jobs_back_to_run_now_with_one_more_attempt(
+    pgq: PgQueue, db: asyncpg.Connection
+) -> None:
+    @pgq.task(queue="flaky", max_attempts=1)
+    async def flaky(n: int, ctx: JobContext) -> int:
+        if ctx.attempt == 1:
+            raise RuntimeError("first time")
+        return n
+
+    @pgq.task(queue="flaky", max_attempts=1)
+    async def broken() -> None:
+        raise RuntimeError("always")
+
+    jobs = [await flaky.enqueue(i) for i in range(3)]
+    other = await broken.enqueue()
+    await drain(pgq)
+    assert (await pgq.stats())["flaky"] == {"failed": 4}
+
+    assert await pgq.retry_jobs(task=flaky.name) == 3
+    assert {job.id for job in jobs} <= await _ready_ids(db)
+    for job in jobs:
+        now = await pgq.get_job(job.id)
+        assert (now.status, now.attempts, now.max_attempts) == (JobStatus.QUEUED, 1, 2)
+    assert (await pgq.get_job(other.id)).status == JobStatus.FAILED
+    assert (await pgq.stats())["flaky"] == {"queued": 3, "failed": 1}
+
+    await drain(pgq)
+    assert [(await pgq.get_job(j.id)).result for j in jobs] == [0, 1, 2]
+    assert (await pgq.stats())["flaky"] == {"succeeded": 3, "failed": 1}
+
+
+async def test_retry_jobs_of_cancelled_jobs_and_of_both(pgq: PgQueue) -> None:
+    @pgq.task(max_attempts=1)
+    async def fails() -> None:
+        raise RuntimeError("no")
+
+    failed = await fails.enqueue()
+    await drain(pgq)
+    cancelled = await fails.using(delay=3600).enqueue()
+    await pgq.cancel(cancelled.id)
+    assert await pgq.retry_jobs(status="cancelled") == 1
+    assert (await pgq.get_job(failed.id)).status == JobStatus.FAILED
+    await pgq.cancel(cancelled.id)
+    assert await pgq.retry_jobs(status=None) == 2
+    assert (await pgq.stats())["default"] == {"queued": 2}
+
+
+async def test_a_bulk_call_changes_at_most_its_limit(pgq: PgQueue) -> None:
+    @pgq.task
+    async def noop() -> None: ...
+
+    jobs = [await noop.enqueue() for _ in range(5)]
+    assert await pgq.cancel_jobs(limit=2) == 2
+    statuses = [(await pgq.get_job(job.id)).status for job in jobs]
+    assert statuses == [JobStatus.CANCELLED] * 2 + [JobStatus.QUEUED] * 3  # oldest first
+    assert await pgq.retry_jobs(status="cancelled", limit=1) == 1
+    assert await pgq.cancel_jobs() == 4
+
+
+@pytest.mark.parametrize(
+    ("call", "kwargs", "message"),
+    [
+        ("cancel_jobs", {"status": "succeeded"}, "cannot cancel succeeded jobs"),
+        ("cancel_jobs", {"status": "nope"}, "unknown status 'nope'"),
+        ("retry_jobs", {"status": "running"}, "cannot retry running jobs"),
+        ("retry_jobs", {"queue": ""}, "queue must be a non-empty string"),
+        ("cancel_jobs", {"limit": 0}, "limit must be a positive integer"),
+    ],
+)
+async def test_bad_filters_are_refused_before_anything_changes(
+    pgq: PgQueue, call: str, kwargs: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        await getattr(pgq, call)(**kwargs)
