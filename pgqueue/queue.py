@@ -307,6 +307,11 @@ class PgQueue:
         ``cancel_jobs``."""
         return await self._bulk.retry_jobs(status, queue, task, limit=limit)
 
+    async def prune(self, older_than: float | None = None) -> int:
+        """Delete finished jobs past their retention now, or every finished job that finished
+        more than ``older_than`` seconds ago; return how many (what ``pgqueue prune`` runs)."""
+        return await self._bulk.prune(older_than)
+
     async def pause_queue(self, queue: str) -> None:
         """Workers stop claiming from ``queue``; running jobs carry on."""
         async with self.acquire() as conn:
