@@ -440,9 +440,11 @@ async def test_every_route_honours_include_router_dependencies(pgq: PgQueue):
 
     async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as http:
         for method, path in routes:
-            async with http.stream(method, path) as response:
+            body = {"json": {}} if method == "POST" else {}  # the bulk routes' filter
+            async with http.stream(method, path, **body) as response:
                 assert response.status_code == 401, (method, path)
-            async with http.stream(method, path, headers={"X-Token": "s3cret"}) as response:
+            async with http.stream(method, path, headers={"X-Token": "s3cret"},
+                                   **body) as response:
                 assert response.status_code < 400, (method, path, response.status_code)
 
 
