@@ -11,6 +11,8 @@ import pytest
 from pgqueue import JobContext, JobStatus, PgQueue
 from pgqueue.testing import drain
 
+from .conftest import FAST
+
 
 async def _ready_ids(db: asyncpg.Connection) -> set[int]:
     return {row["id"] for row in await db.fetch("SELECT id FROM pgqueue.ready")}
@@ -53,10 +55,18 @@ async def test_cancel_jobs_by_status_leaves_the_other_statuses(pgq: PgQueue) -> 
     assert (await pgq.get_job(queued.id)).status == JobStatus.QUEUED
 
 
-async def test_cancel_jobs_stops_running_jobs_on_their_worker(pgq: PgQueue) -> None:
+async def test_cancel_jobs_stops_running_jobs_on_their_worker(database_url: str) -> None:
+    # Heartbeats (which also notice cancelled jobs) far apart: the statement's notification
+    # must be what stops the jobs.
+    pgq = PgQueue(dsn=database_url, **{**FAST, "heartbeat_interval": 600, "rescue_after": 1800})
+    async with pgq:
+        await _cancel_two_running_jobs(pgq)
+
+
+async def _cancel_two_running_jobs(pgq: PgQueue) -> None:
     started: list[int] = []
-    stopped = asyncio.Event()
-    all_started = asyncio.Event()
+    stopped: list[int] = []
+    all_started, all_stopped = asyncio.Event(), asyncio.Event()
 
     @pgq.task(queue="long")
     async def long(ctx: JobContext) -> None:
@@ -66,14 +76,16 @@ async def test_cancel_jobs_stops_running_jobs_on_their_worker(pgq: PgQueue) -> N
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
-            if len(started) == 2:
-                stopped.set()
+            stopped.append(ctx.job.id)
+            if len(stopped) == 2:
+                all_stopped.set()
             raise
 
     jobs = [await long.enqueue(), await long.enqueue()]
     async with pgq.worker(concurrency=2):
         await asyncio.wait_for(all_started.wait(), 30)
         assert await pgq.cancel_jobs(status="running", queue="long") == 2
+        await asyncio.wait_for(all_stopped.wait(), 30)  # stopped on the worker, not at its exit
         for job in jobs:
             assert (await pgq.wait(job.id, timeout=30)).status == JobStatus.CANCELLED
     assert (await pgq.stats())["long"] == {"cancelled": 2}
