@@ -4,6 +4,7 @@ in bulk by filter."""
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from ..bulk import DEFAULT_LIMIT
@@ -124,13 +125,13 @@ async def _show(pgq: PgQueue, args: argparse.Namespace) -> int:
     fields = [
         ("id", job.id), ("task", job.task), ("queue", job.queue), ("status", job.status),
         ("attempts", f"{job.attempts} of {job.max_attempts}"), ("priority", job.priority),
-        ("args", plain(job.args)), ("kwargs", plain(job.kwargs)),
+        ("args", _json(job.args)), ("kwargs", _json(job.kwargs)),
         ("created", stamp(job.created_at)), ("run at", stamp(job.run_at)),
         ("started", stamp(job.started_at)), ("finished", stamp(job.finished_at)),
         ("progress", "-" if job.progress is None
          else f"{job.progress:g}%" + (f" {job.progress_message}" if job.progress_message else "")),
         ("unique key", job.unique_key or "-"), ("worker", job.worker_id or "-"),
-        ("result", "-" if job.result is None else plain(job.result)),
+        ("result", "-" if job.result is None else _json(job.result)),
     ]
     for name, value in fields:
         print(f"{name + ':':<12}{value}")
@@ -177,6 +178,10 @@ def _counted(done: str, n: int, limit: int) -> int:
     more = " (the --limit: run it again for the rest)" if n == limit else ""
     print(f"{done} {plural(n, 'job')}{more}")
     return EXIT_OK
+
+
+def _json(value: object) -> str:
+    return json.dumps(plain(value), ensure_ascii=False)
 
 
 def _missing(job_id: int) -> int:
