@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from .bulk import BulkFilter, Statement
 from .database import unavailable
@@ -50,7 +50,7 @@ class SyncQueue:
         if conn is not None:
             conn.close()
 
-    def __enter__(self) -> SyncQueue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -118,9 +118,9 @@ async def test_sync_queue_wait_polls_until_a_worker_finishes_the_job(pgq: PgQueu
 async def test_sync_queue_says_what_is_wrong_with_the_database(empty_database_url: str) -> None:
     with SyncQueue(dsn=empty_database_url) as sq, pytest.raises(SchemaError, match="migrate"):
         await asyncio.to_thread(sq.stats)
-    with SyncQueue(dsn="postgresql://postgres@127.0.0.1:1/test") as sq:
-        with pytest.raises(DatabaseUnavailable, match="127.0.0.1:1"):
-            await asyncio.to_thread(sq.stats)
+    unreachable = SyncQueue(dsn="postgresql://postgres@127.0.0.1:1/test")
+    with unreachable, pytest.raises(DatabaseUnavailable, match="127.0.0.1:1"):
+        await asyncio.to_thread(unreachable.stats)
 
 
 def test_importing_pgqueue_does_not_import_psycopg() -> None:
