@@ -11,6 +11,11 @@ the jobs table (an operator's occasional call, bounded by its limit).
 Target rows are locked ``SKIP LOCKED``: a job that a worker is claiming or finishing at that very
 moment is left out (and not counted) rather than waited for. Waiting could deadlock against a
 claim, which locks its jobs in another order; a second call picks such a job up.
+
+Every locked target row is then updated (the lock holds its status; the update re-reads a row
+changed since the statement's snapshot), so what the target says of each row, its queue and
+previous status, is what the kept counts and the running jobs' workers are told. Joining the
+update's rows back to the target instead costs a nested loop, quadratic in the limit.
 """
 
 from __future__ import annotations
@@ -103,9 +108,8 @@ WITH target AS (
     {target}
 ), cancelled AS (
     UPDATE {s}.jobs j SET status = 'cancelled', finished_at = now()
-    FROM target t
-    WHERE j.id = ANY(ARRAY(SELECT id FROM target)) AND j.id = t.id AND j.status IN {unfinished}
-    RETURNING j.id, j.queue, j.priority, j.run_at, t.previous
+    WHERE j.id = ANY(ARRAY(SELECT id FROM target)) AND j.status IN {unfinished}
+    RETURNING j.id, j.queue, j.priority, j.run_at
 ), counted AS (
     INSERT INTO {s}.job_count_changes (queue, status, n)
     SELECT queue, 'cancelled', count(*) FROM cancelled GROUP BY queue
@@ -117,7 +121,7 @@ WITH target AS (
              AND r.priority = c.priority AND r.run_at = c.run_at AND r.id = c.id
         FOR UPDATE OF r SKIP LOCKED)
 ), stopped AS (
-    SELECT {stop} FROM cancelled WHERE previous = 'running'
+    SELECT {stop} FROM target WHERE previous = 'running'
 ), told AS (
     {told}
 )
@@ -133,12 +137,11 @@ WITH target AS (
     SET status = 'queued', run_at = now(), finished_at = NULL, worker_id = NULL,
         max_attempts = greatest(j.max_attempts, j.attempts + 1), progress = NULL,
         progress_message = NULL
-    FROM target t
-    WHERE j.id = ANY(ARRAY(SELECT id FROM target)) AND j.id = t.id AND j.status IN {retryable}
-    RETURNING j.id, j.queue, t.previous
+    WHERE j.id = ANY(ARRAY(SELECT id FROM target)) AND j.status IN {retryable}
+    RETURNING j.id, j.queue
 ), counted AS (
     INSERT INTO {s}.job_count_changes (queue, status, n)
-    SELECT queue, previous, -count(*) FROM retried GROUP BY queue, previous
+    SELECT queue, previous, -count(*) FROM target GROUP BY queue, previous
 ), woke AS (
     SELECT {wake} FROM (SELECT DISTINCT queue FROM retried) q
 ), told AS (
