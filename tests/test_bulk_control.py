@@ -165,3 +165,31 @@ async def test_bad_filters_are_refused_before_anything_changes(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         await getattr(pgq, call)(**kwargs)
+
+
+async def test_bulk_cancel_racing_workers_keeps_every_count_right(
+    pgq: PgQueue, db: asyncpg.Connection
+) -> None:
+    """Cancels while workers claim and finish the same jobs: each job ends once, the kept counts
+    match the rows, and no ready row is left behind."""
+
+    @pgq.task(queue="race")
+    async def quick(n: int) -> int:
+        await asyncio.sleep(0.001)
+        return n
+
+    await quick.using().enqueue_many(list(range(600)))
+    cancelled = 0
+    async with pgq.worker(concurrency=8), pgq.worker(concurrency=8):
+        for _ in range(20):
+            cancelled += await pgq.cancel_jobs(queue="race", limit=15)
+            await asyncio.sleep(0)
+        while await db.fetchval("SELECT count(*) FROM pgqueue.jobs WHERE status IN "
+                                "('queued', 'running')"):
+            await asyncio.sleep(0.05)
+    rows = {r["status"]: r["n"] for r in await db.fetch(
+        "SELECT status::text, count(*) AS n FROM pgqueue.jobs GROUP BY status")}
+    assert rows.get("cancelled", 0) == cancelled > 0
+    assert (await pgq.stats())["race"] == rows
+    assert sum(rows.values()) == 600
+    assert await db.fetchval("SELECT count(*) FROM pgqueue.ready") == 0
