@@ -43,14 +43,40 @@ def insert_params(task: Task, ids: list[int]) -> list[Any]:
     many = len(ids) > 1
     args = json.dumps([[i] for i in ids]) if many else json.dumps([ids[0]])
     kwargs = json.dumps([{}] * len(ids)) if many else "{}"
-    return [task.name, task.queue, task.priority, args, kwargs, task.max_attempts, None, None]
+    return [task.name, task.queue, task.priority, args, kwargs, task.max_attempts, None, None, None]
 
 
 def claim_statements(pgq: PgQueue) -> dict[str, str]:
-    """The worker's two claims; parameters: queues (NULL for every queue), limit, worker id."""
-    st = pgq.statements
-    return {"claim_from_all_queues": st.claim_from_all_queues,
-            "claim_from_queues": st.claim_from_queues}
+    """The worker's claim, as a worker without and with ``--queue`` runs it (one statement; its
+    parameters: queues (NULL for every queue), limit, worker id)."""
+    return {"claim_from_all_queues": pgq.statements.claim,
+            "claim_from_queues": pgq.statements.claim}
+
+
+async def explain_claim(conn: Any, pgq: PgQueue, queues: list[str] | None, n: int,
+                        worker_id: int = 0) -> list[str]:
+    """EXPLAIN ANALYZE of each statement the claim function runs (by ``auto_explain``, reported
+    to this client; the function's own settings and cached plans apply), rolled back."""
+    notices: list[str] = []
+    await conn.execute("LOAD 'auto_explain'")
+    for setting, value in (("log_min_duration", "0"), ("log_analyze", "on"),
+                           ("log_buffers", "on"), ("log_nested_statements", "on"),
+                           ("log_level", "notice")):
+        await conn.execute(f"SET auto_explain.{setting} = {value}")
+
+    def listener(_conn: Any, message: Any) -> None:
+        notices.append(message.message)
+
+    conn.add_log_listener(listener)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.fetch(pgq.statements.claim, queues, n, worker_id)
+    finally:
+        await tx.rollback()
+        conn.remove_log_listener(listener)
+        await conn.execute("SET auto_explain.log_min_duration = -1")
+    return notices
 
 
 def write_outcomes_statement(pgq: PgQueue) -> str:

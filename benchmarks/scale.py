@@ -14,9 +14,9 @@ Rows are written by SQL (``INSERT ... SELECT generate_series``, see pgqueue_inte
 like pgqueue's own rows for the benchmark's no-op task. Then ``--settle`` (default: VACUUM ANALYZE + CHECKPOINT, as
 the peer harness does before every timed phase), then ONE worker process drains N jobs through
 the public API (contestants/pgqueue.py). Time = worker start to worker fully stopped.
-Before the first drain of each condition the claim statements' plans are printed with
-EXPLAIN (ANALYZE, BUFFERS), inside a transaction that is rolled back: the custom plan for the
-bound parameters, and the generic plan a prepared statement may switch to after 5 executions.
+Before the first drain of each condition the plans of the statements the claim function runs are
+printed with EXPLAIN (ANALYZE, BUFFERS) by auto_explain, inside a transaction that is rolled back
+(the function keeps generic plans, as a worker's session does).
 
 The target from the performance issue: large-table drain within 10% of the empty table.
 Results: results/scale-<time>.json.
@@ -76,51 +76,27 @@ async def fill(dsn: str, finished: int, queued: int, settle: str) -> dict[str, A
         await conn.close()
 
 
-def claim_statements() -> dict[str, tuple[str, str, list[Any]]]:
-    """name -> (statement, PREPARE parameter types, parameters) for EXPLAIN."""
-    claims = internals.claim_statements(PgQueue(dsn="postgresql://unused/x", schema=internals.SCHEMA))
-    return {
-        "claim_from_all_queues (worker without --queue), LIMIT 100":
-            (claims["claim_from_all_queues"], "text[], int, bigint", [None, 100, 0]),
-        "claim_from_queues(['default']), LIMIT 100":
-            (claims["claim_from_queues"], "text[], int, bigint", [[QUEUE], 100, 0]),
-    }
+CLAIMS = {
+    "claim of every queue (worker without --queue), LIMIT 100": None,
+    "claim of ['default'], LIMIT 100": [QUEUE],
+}
 
 
-async def explain(dsn: str, which: list[str] | None = None, generic: bool = True) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the claim statements, rolled back; returns the text."""
+async def explain(dsn: str, which: list[str] | None = None) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statements the claim function runs, rolled back."""
     out: list[str] = []
+    pgq = PgQueue(dsn="postgresql://unused/x", schema=internals.SCHEMA)
     conn = await asyncpg.connect(dsn)
     try:
-        for name, (sql, types, params) in claim_statements().items():
+        for name, queues in CLAIMS.items():
             if which and not any(w in name for w in which):
                 continue
-            modes = [("custom plan", "auto")] + ([("generic plan", "force_generic_plan")] if generic else [])
-            for label, mode in modes:
-                tr = conn.transaction()
-                await tr.start()
-                try:
-                    await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
-                    await conn.execute(f"PREPARE claim_x({types}) AS {sql}")
-                    args = ", ".join(_literal(p) for p in params)
-                    rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE claim_x({args})")
-                finally:
-                    await tr.rollback()
-                    await conn.execute("DEALLOCATE claim_x")
-                out.append(f"--- {name}: {label} ---")
-                out.extend(r[0] for r in rows)
-                out.append("")
+            out.append(f"--- {name} ---")
+            out.extend(await internals.explain_claim(conn, pgq, queues, 100))
+            out.append("")
     finally:
         await conn.close()
     return "\n".join(out)
-
-
-def _literal(v: Any) -> str:
-    if v is None:
-        return "NULL"
-    if isinstance(v, list):
-        return "ARRAY[" + ", ".join(f"'{x}'" for x in v) + "]::text[]"
-    return str(v)
 
 
 def drain_in_subprocess(dsn: str, variant: str, n: int, timeout: float, loop: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ with ``FOR UPDATE SKIP LOCKED`` and are woken by ``LISTEN/NOTIFY``.
 """
 
 from .context import JobContext
+from .decisions import Fail, Snooze
 from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
@@ -26,6 +27,7 @@ __all__ = [
     "DatabaseUnavailable",
     "EnqueueOptions",
     "Enqueuer",
+    "Fail",
     "Job",
     "JobContext",
     "JobStatus",
@@ -35,6 +37,7 @@ __all__ = [
     "PgQueueError",
     "SchemaError",
     "Settings",
+    "Snooze",
     "SyncQueue",
     "Task",
     "Worker",

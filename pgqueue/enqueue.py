@@ -35,6 +35,7 @@ class EnqueueOptions:
     queue: str | None = None
     max_attempts: int | None = None
     unique_key: str | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if self.delay is not None and self.run_at is not None:
@@ -49,6 +50,8 @@ class EnqueueOptions:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts!r}")
         if self.queue is not None and not self.queue:
             raise ValueError("queue must be a non-empty string")
+        if self.group is not None and not (isinstance(self.group, str) and self.group):
+            raise ValueError(f"group must be a non-empty string or None, got {self.group!r}")
 
     def scheduled_for(self) -> datetime | None:
         if self.run_at is not None:
@@ -163,6 +166,7 @@ class _Batch:
         self.priority = task.priority if options.priority is None else options.priority
         self.max_attempts = options.max_attempts or task.max_attempts
         self.unique_key = options.unique_key
+        self.group = options.group
         self.run_at = options.scheduled_for()
         self.encoded = encoded
 
@@ -199,6 +203,7 @@ class _Batch:
             self.max_attempts,
             self.run_at,
             self.unique_key,
+            self.group,
         ]
         statement = self.task.backend.statements.insert(many=many, unique=self.unique_key is not None)
         return statement, params
@@ -211,9 +216,10 @@ class _Batch:
         )
         task, queue, priority = self.task.name, self.queue, self.priority
         max_attempts, run_at, key = self.max_attempts, self.run_at or created_at, self.unique_key
+        group = self.group
         jobs = [
             Job.enqueued(job_id, task, queue, status, call.args, call.kwargs, priority,
-                         max_attempts, run_at, created_at, key)
+                         max_attempts, run_at, created_at, key, group)
             for job_id, call in zip(ids, self.encoded[: len(ids)], strict=True)
         ]
         return jobs if self.unique_key is None else jobs * len(self.encoded)

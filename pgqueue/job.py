@@ -68,6 +68,8 @@ class Job:
     progress_message: str | None = None
     unique_key: str | None = None
     worker_id: int | None = None
+    group: str | None = None
+    """The job's group (a tenant, a user): a queue's ``group_concurrency`` limits each group."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -79,7 +81,7 @@ class Job:
             row["attempts"], row["max_attempts"], row["run_at"], row["created_at"],
             row["started_at"], row["finished_at"], None if result is None else json.loads(result),
             row["error"], row["progress"], row["progress_message"], row["unique_key"],
-            row["worker_id"],
+            row["worker_id"], row["group_key"],
         )
 
     @classmethod
@@ -90,19 +92,19 @@ class Job:
         arrive as one JSON array ``[args, kwargs]``: one parse for both.
         """
         (job_id, task, queue, call, priority, attempts, max_attempts, run_at, created_at,
-         started_at, unique_key) = row
+         started_at, unique_key, group) = row
         args, kwargs = json.loads(call)
         return cls(job_id, task, queue, JobStatus.RUNNING, args, kwargs, priority, attempts,
                    max_attempts, run_at, created_at, started_at, None, None, None, None, None,
-                   unique_key, worker_id)
+                   unique_key, worker_id, group)
 
     @classmethod
     def enqueued(
         cls, job_id: int, task: str, queue: str, status: JobStatus, args: list[Any],
         kwargs: dict[str, Any], priority: int, max_attempts: int, run_at: datetime,
-        created_at: datetime, unique_key: str | None,
+        created_at: datetime, unique_key: str | None, group: str | None,
     ) -> Job:
         """A Job just inserted, built from what was sent rather than read back (positional: a
         batch of thousands pays for keywords)."""
         return cls(job_id, task, queue, status, args, kwargs, priority, 0, max_attempts, run_at,
-                   created_at, None, None, None, None, None, None, unique_key, None)
+                   created_at, None, None, None, None, None, None, unique_key, None, group)

@@ -16,6 +16,7 @@ from .control import BulkControl
 from .enqueue import Enqueuer
 from .events import EventHub
 from .job import Job, JobStatus
+from .limits import UNSET, QueueLimits, limit_changes, limits_from_row
 from .settings import Settings, load_settings
 from .sql import Statements
 from .stats import StatsReader
@@ -326,6 +327,32 @@ class PgQueue:
     async def paused_queues(self) -> list[str]:
         async with self.acquire() as conn:
             return [row["name"] for row in await conn.fetch(self.statements.paused_queues)]
+
+    async def configure_queue(
+        self, queue: str, *, concurrency: int | None = UNSET, rate: int | None = UNSET,
+        period: float | None = UNSET, group_concurrency: int | None = UNSET,
+    ) -> QueueLimits:
+        """Set the limits of ``queue`` for every worker, from their next claim on; returns them.
+
+        ``concurrency``: jobs running at once; ``rate`` job starts per ``period`` seconds (default
+        1); ``group_concurrency``: jobs running at once per job ``group``. Only the limits given
+        change; None removes one.
+        """
+        params = limit_changes(queue, concurrency=concurrency, rate=rate, period=period,
+                               group_concurrency=group_concurrency)
+        async with self.acquire() as conn:
+            return limits_from_row(await conn.fetchrow(self.statements.configure_queue, *params))
+
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        """The limits of ``queue``; every value is None for a queue never limited."""
+        async with self.acquire() as conn:
+            return limits_from_row(await conn.fetchrow(self.statements.queue_limits, queue))
+
+    async def limited_queues(self) -> dict[str, tuple[QueueLimits, int]]:
+        """Every queue with a limit: its limits, and how many of its jobs run now."""
+        async with self.acquire() as conn:
+            rows = await conn.fetch(self.statements.limited_queues)
+        return {row["name"]: (limits_from_row(row), row["running"]) for row in rows}
 
     # -- workers ---------------------------------------------------------------------------------
 

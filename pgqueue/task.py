@@ -77,7 +77,8 @@ class Task:
 
     def using(self, conn: Any = None, **options: Any) -> Enqueuer:
         """Enqueue through ``conn`` (in its transaction) and/or with per-job options:
-        ``delay``, ``run_at``, ``priority``, ``queue``, ``max_attempts``, ``unique_key``."""
+        ``delay``, ``run_at``, ``priority``, ``queue``, ``max_attempts``, ``unique_key``,
+        ``group``."""
         try:
             opts = EnqueueOptions(**options) if options else NO_OPTIONS
         except TypeError:

@@ -157,6 +157,31 @@ async def test_queues_pause_resume_and_list(pgq: PgQueue, database_url: str, job
     assert out.returncode == 0 and await pgq.paused_queues() == []
 
 
+async def test_queues_limit_sets_shows_and_removes_limits(pgq: PgQueue, database_url: str) -> None:
+    out = await run("queues", "limit", "mail", "--concurrency", "5", "--rate", "100/60",
+                    dsn=database_url)
+    assert (out.returncode, out.stdout) == (0, "queue 'mail' limits: 5 at once, 100 per 60s\n")
+    assert await pgq.queue_limits("mail") == {
+        "concurrency": 5, "rate": 100, "period": 60.0, "group_concurrency": None}
+
+    out = await run("queues", "limit", "mail", "--group-concurrency", "1", "--rate", "7",
+                    "--json", dsn=database_url)
+    assert json.loads(out.stdout) == {
+        "concurrency": 5, "rate": 7, "period": 1.0, "group_concurrency": 1}
+
+    out = await run("queues", "list", dsn=database_url)  # a limited queue with no jobs is listed
+    [row] = [line for line in out.stdout.splitlines() if line.startswith("mail ")]
+    assert row.endswith("5 at once, 7 per 1s, 1 per group")
+    out = await run("queues", "list", "--json", dsn=database_url)
+    assert json.loads(out.stdout)[0]["limits"]["group_concurrency"] == 1
+
+    out = await run("queues", "limit", "mail", "--none", dsn=database_url)
+    assert out.stdout == "queue 'mail' limits: -\n"
+    out = await run("queues", "limit", "mail", "--json", dsn=database_url)  # shows, changes none
+    assert json.loads(out.stdout) == {
+        "concurrency": None, "rate": None, "period": None, "group_concurrency": None}
+
+
 async def test_workers_lists_a_running_worker(pgq: PgQueue, database_url: str) -> None:
     async with pgq.worker(queues=["mail"], concurrency=3):
         out = await run("workers", dsn=database_url)

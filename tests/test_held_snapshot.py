@@ -17,7 +17,7 @@ from pgqueue.worker.ring import ReadyRing
 
 from .conftest import FAST
 from .helpers import eventually
-from .test_plans import CLAIM_SETTINGS, _nodes, _ready_scans, _worker_connection, statements
+from .test_plans import _nodes, _ready_scans, claim_plans, claiming_plan
 
 HISTORY = int(os.environ.get("PGQUEUE_TEST_HISTORY", "10000000"))
 """Finished jobs in the table; ten million unless the environment says otherwise."""
@@ -43,7 +43,7 @@ async def test_claims_stay_bounded_by_the_batch_with_a_held_snapshot_and_a_long_
     async def noop(i: int) -> None: ...
 
     holder = await asyncpg.connect(database_url)
-    conn = await _worker_connection(database_url, **CLAIM_SETTINGS)
+    conn = await asyncpg.connect(database_url)  # as the Claimer opens it
     try:
         await holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         await holder.fetchval("SELECT txid_current()")  # an xid: nothing newer can be vacuumed
@@ -60,15 +60,7 @@ async def test_claims_stay_bounded_by_the_batch_with_a_held_snapshot_and_a_long_
                     "WHERE isleaf AND pg_relation_size(relid) > 0") == 0
             await eventually(spent_slots_truncated, what="the spent slots to be truncated")
             await noop.enqueue_many(range(BATCH))
-            await conn.execute(f"PREPARE claim(text[], int, bigint) AS {statements.claim_from_all_queues}")
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                plan = json.loads(await conn.fetchval(
-                    f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim(NULL, {BATCH}, 1)"
-                ))[0]["Plan"]
-            finally:
-                await tx.rollback()
+            plan = claiming_plan(await claim_plans(conn, None, BATCH))
     finally:
         await conn.close()
         await holder.close()

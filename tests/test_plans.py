@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 import asyncpg
+import pytest
 
 from pgqueue.database import _SERVER_SETTINGS
 from pgqueue.sql import Statements
-from pgqueue.worker.claimer import CONNECTION_SETTINGS as CLAIM_SETTINGS
 
 FINISHED = 50_000
 QUEUED = 5_000
@@ -65,6 +65,42 @@ async def _worker_connection(database_url: str, **settings: str) -> asyncpg.Conn
     )
 
 
+async def claim_plans(conn: asyncpg.Connection, queues: list[str] | None, n: int) -> list[dict[str, Any]]:
+    """The plans of the statements the claim function ran (EXPLAIN ANALYZE by ``auto_explain``,
+    reported to this client), in a transaction that is rolled back. The function's own planner
+    settings apply, and its plans are cached for the session like a worker's."""
+    notices: list[str] = []
+
+    def collect(_conn: object, message: asyncpg.PostgresLogMessage) -> None:
+        notices.append(message.message)
+
+    try:
+        await conn.execute("LOAD 'auto_explain'")
+    except asyncpg.UndefinedFileError:
+        pytest.skip("this PostgreSQL has no auto_explain (contrib), which shows the claim's plans")
+    for setting, value in (("log_min_duration", "0"), ("log_analyze", "on"),
+                           ("log_buffers", "on"), ("log_nested_statements", "on"),
+                           ("log_format", "json"), ("log_level", "notice")):
+        await conn.execute(f"SET auto_explain.{setting} = {value}")
+    conn.add_log_listener(collect)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.fetch(statements.claim, queues, n, 1)
+    finally:
+        await tx.rollback()
+        conn.remove_log_listener(collect)
+        await conn.execute("SET auto_explain.log_min_duration = -1")
+    return [json.loads(text.split("plan:", 1)[1])["Plan"] for text in notices if "plan:" in text]
+
+
+def claiming_plan(plans: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of the claim function's statements, the one that deleted ready rows and updated jobs."""
+    [plan] = [p for p in plans if any(n.get("Relation Name") == "ready"
+                                      and n.get("Operation") == "Delete" for n in _nodes(p))]
+    return plan
+
+
 def _job_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
     scans = [n for n in _nodes(plan) if n.get("Relation Name") == "jobs" and "Scan" in n["Node Type"]]
     assert scans, plan
@@ -83,17 +119,13 @@ def _ready_scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_claim_is_an_index_scan_bounded_by_the_batch(database_url: str, db) -> None:
     await db.execute("INSERT INTO pgqueue.jobs (task, queue) SELECT 't', 'q1' "
                      "FROM generate_series(1, $1)", BATCH)
-    conn = await _worker_connection(database_url, **CLAIM_SETTINGS)  # as the Claimer opens it
+    conn = await asyncpg.connect(database_url)  # as the Claimer opens it
     try:
-        await conn.execute(f"PREPARE claim_all(text[], int, bigint) AS "
-                           f"{statements.claim_from_all_queues}")
-        await conn.execute(f"PREPARE claim_some(text[], int, bigint) AS "
-                           f"{statements.claim_from_queues}")
         for filled in (False, True):
             if filled:
                 await _fill(db)
-            for name, queues in (("claim_all", "NULL"), ("claim_some", "ARRAY['q1', 'q2']")):
-                plan = await _generic_plan(conn, name, f"{queues}, {BATCH}, 1")
+            for queues in (None, ["q1", "q2"]):
+                plan = claiming_plan(await claim_plans(conn, queues, BATCH))
                 claim_scans = [n for n in _ready_scans(plan) if n["Node Type"] == "Index Scan"]
                 assert claim_scans
                 # Each queue's scan stops at the batch: it reads what it claims, not the table.
@@ -147,16 +179,14 @@ async def test_the_claim_deletes_what_it_picked_one_probe_each_whatever_the_stat
     database_url: str, db
 ) -> None:
     """With a big backlog and fresh statistics the planner would rather hash the whole ready
-    ring than probe it once per picked row; the claim's connection (as the Claimer opens it)
-    leaves it no hash or merge join."""
+    ring than probe it once per picked row; the claim function's settings leave it no hash or
+    merge join."""
     await db.execute("INSERT INTO pgqueue.jobs (task, queue) SELECT 't', 'q1' "
                      "FROM generate_series(1, 200000)")
     await db.execute("ANALYZE pgqueue.ready")
-    conn = await _worker_connection(database_url, **CLAIM_SETTINGS)
+    conn = await asyncpg.connect(database_url)  # as the Claimer opens it
     try:
-        await conn.execute(f"PREPARE claim_all(text[], int, bigint) AS "
-                           f"{statements.claim_from_all_queues}")
-        plan = await _generic_plan(conn, "claim_all", f"NULL, {BATCH}, 1")
+        plan = claiming_plan(await claim_plans(conn, None, BATCH))
     finally:
         await conn.close()
     [delete] = [n for n in _nodes(plan) if n["Node Type"] == "ModifyTable"

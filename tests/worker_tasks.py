@@ -75,3 +75,17 @@ async def crash(ctx: JobContext) -> None:
 def stubborn(seconds: float) -> None:
     """A sync task that ignores ``ctx.cancelled``: nothing stops it before ``seconds`` pass."""
     time.sleep(seconds)
+
+
+CREATE_GATES = "CREATE TABLE IF NOT EXISTS test_gates (name text PRIMARY KEY)"
+
+
+@pgq.task(retry_delay=0)
+async def gated(gate: str, ctx: JobContext) -> None:
+    """Records its start, waits until the test opens ``gate`` (a row in ``test_gates``), records
+    its end: a job that runs exactly as long as the test wants."""
+    await record(ctx, "start")
+    assert _pool is not None
+    while not await _pool.fetchval("SELECT 1 FROM test_gates WHERE name = $1", gate):
+        await asyncio.sleep(0.05)
+    await record(ctx, "end")

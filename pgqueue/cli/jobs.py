@@ -130,7 +130,8 @@ async def _show(pgq: PgQueue, args: argparse.Namespace) -> int:
         ("started", stamp(job.started_at)), ("finished", stamp(job.finished_at)),
         ("progress", "-" if job.progress is None
          else f"{job.progress:g}%" + (f" {job.progress_message}" if job.progress_message else "")),
-        ("unique key", job.unique_key or "-"), ("worker", job.worker_id or "-"),
+        ("group", job.group or "-"), ("unique key", job.unique_key or "-"),
+        ("worker", job.worker_id or "-"),
         ("result", "-" if job.result is None else _json(job.result)),
     ]
     for name, value in fields:

@@ -6,12 +6,10 @@ import argparse
 from typing import Any
 
 from ..job import JobStatus
+from ..limits import NO_LIMITS
 from ..queue import PgQueue
 from .common import EXIT_OK, command_parser, plural, positive_int, seconds
 from .output import ago, print_json, table
-
-LIMIT_KEYS = ("concurrency", "rate", "period", "group_concurrency")
-
 
 def add_queue_commands(commands: Any) -> None:
     queues = commands.add_parser(
@@ -102,11 +100,12 @@ def rate(text: str) -> tuple[int, float]:
 
 
 def _check_limits(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.none and limit_changes(args):
+    given = (args.concurrency, args.rate, args.group_concurrency)
+    if args.none and any(value is not None for value in given):
         parser.error("--none removes every limit: give it alone, or give the limits to set")
 
 
-def limit_changes(args: argparse.Namespace) -> dict[str, Any]:
+def requested_limits(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``configure_queue`` that the options ask for."""
     if args.none:
         return {"concurrency": None, "rate": None, "group_concurrency": None}
@@ -134,10 +133,11 @@ def describe_limits(limits: dict[str, Any]) -> str:
 async def _queues(pgq: PgQueue) -> list[dict[str, Any]]:
     counts = await pgq.stats()
     paused = set(await pgq.paused_queues())
+    limited = await pgq.limited_queues()
     return [
         {"name": name, "paused": name in paused, "counts": counts.get(name, {}),
-         "limits": await pgq.queue_limits(name)}
-        for name in sorted(set(counts) | paused)
+         "limits": limited[name][0] if name in limited else dict(NO_LIMITS)}
+        for name in sorted(set(counts) | paused | set(limited))
     ]
 
 
@@ -172,7 +172,7 @@ async def _resume(pgq: PgQueue, args: argparse.Namespace) -> int:
 
 
 async def _limit(pgq: PgQueue, args: argparse.Namespace) -> int:
-    changes = limit_changes(args)
+    changes = requested_limits(args)
     limits = (await pgq.configure_queue(args.name, **changes) if changes
               else await pgq.queue_limits(args.name))
     if args.json:

@@ -12,10 +12,13 @@ from .base import CLAIM_COLUMNS, JOB_COLUMNS, to_sqlalchemy
 from .control import ControlStatements
 from .jobs import JobStatements
 from .maintenance import MaintenanceStatements
+from .queues import QueueStatements
 from .worker import WorkerStatements
 
 
-class Statements(JobStatements, ControlStatements, WorkerStatements, MaintenanceStatements):
+class Statements(
+    JobStatements, ControlStatements, QueueStatements, WorkerStatements, MaintenanceStatements
+):
     """The statements for one schema, built once per ``PgQueue``."""
 
 

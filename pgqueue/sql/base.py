@@ -24,12 +24,12 @@ def _status_list(statuses: Iterable[JobStatus]) -> str:
 JOB_COLUMNS = (
     "id, task, queue, status, args::text AS args, kwargs::text AS kwargs, priority, attempts, "
     "max_attempts, run_at, created_at, started_at, finished_at, result::text AS result, error, "
-    "progress, progress_message, unique_key, worker_id"
+    "progress, progress_message, unique_key, worker_id, group_key"
 )
 
 CLAIM_COLUMNS = (
     "j.id, j.task, j.queue, jsonb_build_array(j.args, j.kwargs)::text AS call, j.priority, "
-    "j.attempts, j.max_attempts, j.run_at, j.created_at, j.started_at, j.unique_key"
+    "j.attempts, j.max_attempts, j.run_at, j.created_at, j.started_at, j.unique_key, j.group_key"
 )
 """What a claim returns, in the order ``Job.from_claim`` unpacks."""
 

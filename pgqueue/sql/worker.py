@@ -12,29 +12,11 @@ class WorkerStatements(StatementsBase):
     # -- worker: claim and write outcomes --------------------------------------------------------
 
     @cached_property
-    def claim_from_queues(self) -> str:
-        """Claim up to $2 jobs from the queues in $1 for worker $3, best first."""
+    def claim(self) -> str:
+        """Claim up to $2 jobs for worker $3 from the queues in $1 (NULL: every queue), best
+        first, within the queues' limits: the claim function of migration 0004."""
         return self._format(
-            _CLAIM.replace("{queues}", "SELECT unnest($1::text[]) AS name")
-        )
-
-    @cached_property
-    def claim_from_all_queues(self) -> str:
-        """As ``claim_from_queues`` over every queue that has ready jobs ($1 is ignored).
-
-        The queues are found with a loose index scan over the ready ring, one probe per queue.
-        """
-        return self._format(
-            _CLAIM.replace(
-                "{queues}",
-                """
-                (SELECT queue AS name FROM {s}.ready WHERE $1::text[] IS NULL
-                 ORDER BY queue LIMIT 1)
-                UNION ALL
-                SELECT (SELECT queue FROM {s}.ready WHERE queue > q.name ORDER BY queue LIMIT 1)
-                FROM queues q WHERE q.name IS NOT NULL
-                """,
-            )
+            "SELECT {claim_columns} FROM {s}.claim($1::text[], $2::integer, $3::bigint) j"
         )
 
     @cached_property
@@ -43,11 +25,14 @@ class WorkerStatements(StatementsBase):
 
         Arrays, in order: id, attempt, new status, result JSON, error, retry delay in seconds.
         A row is written only if that very run still holds the job (status running, same attempt):
-        a job rescued, cancelled or re-claimed meanwhile is left alone.
+        a job rescued, cancelled or re-claimed meanwhile is left alone. The status ``snoozed``
+        (``Snooze``) schedules the job ``delay`` seconds on without counting the run: its attempts
+        go back down by one and its last error stays.
 
         Returns one row (decoding one row is far cheaper than a row per job): ``ids`` and
         ``statuses``, the jobs written and their new status, in the same order (NULL if none);
-        ``queues``, the queues that got a job back to run now.
+        ``queues``, the queues to wake: those that got a job back to run now, and the limited
+        ones that got a slot back (their held-back jobs may start now, on any worker).
 
         ``id = ANY($1)`` bounds the scan of the primary key by the batch whatever the plan, so
         the worker keeps one generic plan even if it was made on an empty table (see
@@ -56,14 +41,18 @@ class WorkerStatements(StatementsBase):
         return self._format(
             """
             WITH outcome AS (
-                SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
-                                     $5::text[], $6::float8[])
+                SELECT o.id, o.attempt, o.result, o.error, o.delay, o.status = 'snoozed' AS snoozed,
+                       (CASE WHEN o.status = 'snoozed' THEN 'scheduled' ELSE o.status END)
+                           ::{s}.job_status AS status
+                FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[],
+                            $5::text[], $6::float8[])
                     AS o(id, attempt, status, result, error, delay)
             ), written AS (
                 UPDATE {s}.jobs j
-                SET status = o.status::{s}.job_status,
+                SET status = o.status,
                     result = o.result::jsonb,
-                    error = o.error,
+                    error = CASE WHEN o.snoozed THEN j.error ELSE o.error END,
+                    attempts = CASE WHEN o.snoozed THEN j.attempts - 1 ELSE j.attempts END,
                     finished_at = CASE WHEN o.status IN {final} THEN now() END,
                     run_at = CASE WHEN o.status IN ('queued', 'scheduled')
                                   THEN now() + make_interval(secs => o.delay) ELSE j.run_at END,
@@ -77,11 +66,15 @@ class WorkerStatements(StatementsBase):
                 RETURNING j.id, o.status, j.queue
             ), counted AS (
                 INSERT INTO {s}.job_count_changes (queue, status, n)
-                SELECT queue, status::{s}.job_status, count(*) FROM written
+                SELECT queue, status, count(*) FROM written
                 WHERE status IN {final} GROUP BY queue, status
             )
             SELECT array_agg(id) AS ids, array_agg(status) AS statuses,
-                   array_agg(DISTINCT queue) FILTER (WHERE status = 'queued') AS queues
+                   array_agg(DISTINCT queue) FILTER (
+                       WHERE status = 'queued' OR queue IN (
+                           SELECT name FROM {s}.queues
+                           WHERE concurrency IS NOT NULL OR group_concurrency IS NOT NULL)
+                   ) AS queues
             FROM written
             """
         )
@@ -192,37 +185,4 @@ WITH handed_back AS (
     RETURNING id, task, queue
 )
 SELECT id, task, {wake}, {told} FROM handed_back
-"""
-
-# Claimable jobs are rows of the ready ring (see migration 0002): a claim takes the best of them
-# and deletes them, then marks their jobs running. A ready row whose job is no longer queued (a
-# worker of an older version claimed it from the jobs table) is deleted and skipped.
-_CLAIM = """
-WITH RECURSIVE queues AS (
-    {queues}
-), picked AS (
-    SELECT c.* FROM queues q CROSS JOIN LATERAL (
-        SELECT r.slot, r.queue, r.priority, r.run_at, r.id FROM {s}.ready r
-        WHERE r.queue = q.name
-        ORDER BY r.priority DESC, r.run_at, r.id
-        LIMIT $2
-        FOR UPDATE SKIP LOCKED
-    ) c
-    WHERE q.name IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM {s}.queues p WHERE p.name = q.name AND p.paused)
-    ORDER BY c.priority DESC, c.run_at, c.id
-    LIMIT $2
-), taken AS (
-    -- By the claim index's whole key, in the picked row's own slot (so one partition is probed).
-    DELETE FROM {s}.ready r USING picked p
-    WHERE r.slot = p.slot AND r.queue = p.queue AND r.priority = p.priority
-      AND r.run_at = p.run_at AND r.id = p.id
-    RETURNING r.id
-), claimed AS (
-    UPDATE {s}.jobs j
-    SET status = 'running', attempts = j.attempts + 1, started_at = now(), worker_id = $3
-    WHERE j.id = ANY(ARRAY(SELECT id FROM taken)) AND j.status = 'queued'
-    RETURNING {claim_columns}
-)
-SELECT * FROM claimed
 """

@@ -21,18 +21,8 @@ from .waiting import first_of
 
 logger = logging.getLogger("pgqueue.worker")
 
-# The claim's connection: a connection of its own (no pool round trip on the hot path) with its
-# generic plan, as planning the claim anew per call costs more than running it. A generic plan is
-# made once, so seq scans are ruled out lest a plan made on an empty table outlive it, and so are
-# hash and merge joins: the claim deletes the rows it picked by their index key, one probe each,
-# where a hash join would read the whole ready ring (with a big backlog and fresh statistics the
-# planner chose one: 300 ms per claim).
-CONNECTION_SETTINGS = {
-    "plan_cache_mode": "force_generic_plan",
-    "enable_seqscan": "off",
-    "enable_hashjoin": "off",
-    "enable_mergejoin": "off",
-}
+# The claim has a connection of its own: no pool round trip on the hot path. Its planner settings
+# travel with the claim function (migration 0004), not as startup parameters a pooler refuses.
 
 
 class Claimer:
@@ -60,12 +50,11 @@ class Claimer:
         # Claim in batches under load: wait for a quarter of the slots rather than claiming
         # one job per round trip as each finishes.
         self._batch_floor = max(1, slots.concurrency // 4)
-        self._conn = DedicatedConnection(backend.settings.dsn or "", **CONNECTION_SETTINGS)
+        self._conn = DedicatedConnection(backend.settings.dsn or "")
 
     async def run(self) -> None:
         """Claim until stopping; in burst mode, also return once nothing is left to claim."""
-        statements = self._backend.statements
-        statement = statements.claim_from_queues if self._queues else statements.claim_from_all_queues
+        statement = self._backend.statements.claim
         limit = self._backend.settings.claim_batch
         slots = self._slots
         loop = asyncio.get_running_loop()

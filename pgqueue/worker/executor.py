@@ -14,6 +14,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..arguments import InvalidArguments, holds_nul
 from ..context import JobContext
+from ..decisions import Fail, Snooze
 from ..job import Job, JobStatus
 from ..task import Task
 from .threads import SyncRunner
@@ -30,12 +31,15 @@ class Outcome:
     result_json: str | None = None
     error: str | None = None
     delay: float = 0.0
+    snoozed: bool = False
+    """``Snooze``: scheduled ``delay`` seconds on, the run not counted (status is SCHEDULED)."""
     recorded: bool = False
     """Set once written: the row took this outcome (False: cancelled or rescued meanwhile)."""
 
     @property
     def row(self) -> tuple[int, int, str, str | None, str | None, float]:
-        return (self.job.id, self.job.attempts, self.status, self.result_json, self.error, self.delay)
+        status = "snoozed" if self.snoozed else self.status
+        return (self.job.id, self.job.attempts, status, self.result_json, self.error, self.delay)
 
 
 def _failure(task: Task | None, job: Job, error: str, retryable: bool) -> Outcome:
@@ -68,6 +72,14 @@ async def execute(task: Task, job: Job, ctx: JobContext, threads: SyncRunner) ->
     except InvalidArguments as exc:
         logger.error("job %s %s: %s", job.id, job.task, exc)
         return _failure(task, job, f"InvalidArguments: {exc}", retryable=False)
+    except Snooze as snooze:
+        logger.info("job %s %s: snoozed for %s s (attempt %s not counted)", job.id, job.task,
+                    snooze.seconds, job.attempts)
+        return Outcome(job, JobStatus.SCHEDULED, delay=snooze.seconds, snoozed=True)
+    except Fail as fail:
+        logger.error("job %s %s: failed by the task on attempt %s of %s, no more attempts: %s",
+                     job.id, job.task, job.attempts, job.max_attempts, fail.message)
+        return _failure(task, job, f"Fail: {fail.message}", retryable=False)
     except _TimedOut:
         ctx.signal_cancelled()
         error = f"TimeoutError: task {job.task} did not finish within its timeout of {task.timeout} s"
