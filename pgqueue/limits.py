@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
 
@@ -27,6 +28,11 @@ class _Unset:
 
 UNSET: Final[Any] = _Unset()
 """The default of ``configure_queue``'s arguments: leave that limit as it is."""
+
+MAX_COUNT = 2**31 - 1
+"""The largest limit the database's integer columns hold."""
+PERIOD_RANGE = (0.001, 366 * 24 * 3600.0)
+"""A rate's window: from a millisecond to a year."""
 
 NO_LIMITS: QueueLimits = {"concurrency": None, "rate": None, "period": None,
                           "group_concurrency": None}
@@ -65,14 +71,34 @@ def _change(name: str, value: Any, check: Any) -> list[Any]:
 
 
 def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, or None for no limit; "
-                         f"got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+        raise ValueError(f"{name} must be a whole number from 1 to {MAX_COUNT}, or None for no "
+                         f"limit; got {value!r}")
     return value
 
 
 def _seconds(name: str, value: Any) -> float:
+    low, high = PERIOD_RANGE
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
-            or math.isinf(value) or value <= 0):
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+            or not low <= value <= high):
+        raise ValueError(f"{name} must be a number of seconds from {low} to {high:.0f}, "
+                         f"got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue as an operator sees it: its jobs per status, whether it is paused, its limits."""
+
+    name: str
+    paused: bool
+    counts: dict[str, int]
+    limits: QueueLimits
+    running: int
+    """Jobs running now (what the concurrency limit counts)."""
+
+    @property
+    def held_back(self) -> int:
+        """Queued jobs that wait because the queue's concurrency limit is reached."""
+        limit = self.limits["concurrency"]
+        return self.counts.get("queued", 0) if limit is not None and self.running >= limit else 0

@@ -16,7 +16,7 @@ from .control import BulkControl
 from .enqueue import Enqueuer
 from .events import EventHub
 from .job import Job, JobStatus
-from .limits import UNSET, QueueLimits, limit_changes, limits_from_row
+from .limits import NO_LIMITS, UNSET, QueueInfo, QueueLimits, limit_changes, limits_from_row
 from .settings import Settings, load_settings
 from .sql import Statements
 from .stats import StatsReader
@@ -348,11 +348,20 @@ class PgQueue:
         async with self.acquire() as conn:
             return limits_from_row(await conn.fetchrow(self.statements.queue_limits, queue))
 
-    async def limited_queues(self) -> dict[str, tuple[QueueLimits, int]]:
-        """Every queue with a limit: its limits, and how many of its jobs run now."""
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue that has jobs, is paused or has limits, by name."""
+        counts = await self.stats()
         async with self.acquire() as conn:
-            rows = await conn.fetch(self.statements.limited_queues)
-        return {row["name"]: (limits_from_row(row), row["running"]) for row in rows}
+            paused = {row["name"] for row in await conn.fetch(self.statements.paused_queues)}
+            limited = {row["name"]: row for row in await conn.fetch(self.statements.limited_queues)}
+        return [
+            QueueInfo(
+                name, name in paused, counts.get(name, {}),
+                limits_from_row(limited[name]) if name in limited else dict(NO_LIMITS),  # type: ignore[arg-type]
+                counts.get(name, {}).get("running", 0),
+            )
+            for name in sorted(set(counts) | paused | set(limited))
+        ]
 
     # -- workers ---------------------------------------------------------------------------------
 

@@ -149,6 +149,20 @@ async def test_overview_counts_follow_the_jobs_live(pgq: PgQueue, page: Any, das
             "succeeded")
 
 
+async def test_a_queue_limit_is_changed_from_its_page(pgq: PgQueue, page: Any, dashboard: str):
+    await pgq.configure_queue("emails", concurrency=2)
+    await page.goto(dashboard)
+    await page.get_by_role("link", name="0 / 2 running").click()
+    await expect(page.locator("#limits-text")).to_have_text("0 / 2 running")
+    await page.locator("input[name=concurrency]").fill("")
+    await page.locator("input[name=rate]").fill("100")
+    await page.locator("input[name=period]").fill("60")
+    await page.get_by_role("button", name="Save limits").click()
+    await expect(page.locator("#limits-text")).to_have_text("100 per 60 s")
+    assert await pgq.queue_limits("emails") == {
+        "concurrency": None, "rate": 100, "period": 60.0, "group_concurrency": None}
+
+
 async def test_retry_failed_button_retries_one_queues_failed_jobs_after_confirming(
     pgq: PgQueue, page: Any, dashboard: str
 ):

@@ -244,7 +244,8 @@ async def test_stats(pgq: PgQueue, client: httpx.AsyncClient):
 async def test_queues_pause_and_resume(pgq: PgQueue, client: httpx.AsyncClient):
     await add_echo(pgq).enqueue(1)
     assert (await client.get(f"{PREFIX}/queues")).json() == [
-        {"name": "default", "paused": False, "counts": {"queued": 1}}
+        {"name": "default", "paused": False, "counts": {"queued": 1}, "limits": NO_LIMITS,
+         "held_back": 0}
     ]
 
     paused = await client.post(f"{PREFIX}/queues/default/pause")
@@ -252,7 +253,8 @@ async def test_queues_pause_and_resume(pgq: PgQueue, client: httpx.AsyncClient):
     assert await pgq.paused_queues() == ["default"]
 
     empty = await client.post(f"{PREFIX}/queues/later/pause")
-    assert empty.json() == {"name": "later", "paused": True, "counts": {}}
+    assert empty.json() == {"name": "later", "paused": True, "counts": {}, "limits": NO_LIMITS,
+                            "held_back": 0}
     queues = (await client.get(f"{PREFIX}/queues")).json()
     assert [(queue["name"], queue["paused"]) for queue in queues] == [
         ("default", True), ("later", True)
@@ -261,6 +263,44 @@ async def test_queues_pause_and_resume(pgq: PgQueue, client: httpx.AsyncClient):
     resumed = await client.post(f"{PREFIX}/queues/default/resume")
     assert resumed.status_code == 200 and resumed.json()["paused"] is False
     assert await pgq.paused_queues() == ["later"]
+
+
+NO_LIMITS = {"concurrency": None, "rate": None, "period": None, "group_concurrency": None}
+
+
+async def test_queue_limits_are_shown_and_changed(pgq: PgQueue, client: httpx.AsyncClient):
+    assert (await client.get(f"{PREFIX}/queues/emails/limits")).json() == NO_LIMITS
+    changed = await client.put(f"{PREFIX}/queues/emails/limits", json={"concurrency": 1})
+    assert changed.status_code == 200
+    assert changed.json()["limits"] == {**NO_LIMITS, "concurrency": 1}
+    await client.put(f"{PREFIX}/queues/emails/limits", json={"rate": 100, "period": 60})
+    assert await pgq.queue_limits("emails") == {**NO_LIMITS, "concurrency": 1, "rate": 100,
+                                                "period": 60.0}
+    removed = await client.put(f"{PREFIX}/queues/emails/limits", json={"concurrency": None})
+    assert removed.json()["limits"] == {**NO_LIMITS, "rate": 100, "period": 60.0}
+    for bad in ({"concurrency": 0}, {"rate": "many"}, {"period": -1}, {"burst": 3}, [1]):
+        response = await client.put(f"{PREFIX}/queues/emails/limits", json=bad)
+        assert response.status_code == 422, (bad, response.text)
+    assert (await client.get(f"{PREFIX}/queues/emails/limits")).json()["rate"] == 100
+
+
+async def test_a_reached_limit_shows_what_it_holds_back(pgq: PgQueue, client: httpx.AsyncClient):
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @pgq.task(queue="emails")
+    async def send() -> None:
+        started.set()
+        await release.wait()
+
+    await pgq.configure_queue("emails", concurrency=1)
+    await send.using().enqueue_many([(), (), ()])
+    async with pgq.worker(concurrency=4):
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        [queue] = (await client.get(f"{PREFIX}/queues")).json()
+        assert (queue["counts"], queue["held_back"]) == ({"running": 1, "queued": 2}, 2)
+        page = (await client.get(f"{PREFIX}/")).text
+        assert "1 / 1 running" in page and "2 held back" in page
+        release.set()
 
 
 async def test_workers(pgq: PgQueue, client: httpx.AsyncClient):
@@ -440,7 +480,8 @@ async def test_every_route_honours_include_router_dependencies(pgq: PgQueue):
 
     async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as http:
         for method, path in routes:
-            body = {"json": {}} if method == "POST" else {}  # the bulk routes' filter
+            # The bulk routes' filter; an empty change of limits is a valid one.
+            body = {"json": {}} if method in ("POST", "PUT") else {}
             async with http.stream(method, path, **body) as response:
                 assert response.status_code == 401, (method, path)
             async with http.stream(method, path, headers={"X-Token": "s3cret"},

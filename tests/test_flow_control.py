@@ -80,6 +80,8 @@ async def test_limits_are_kept_and_change_one_at_a_time(pgq: PgQueue) -> None:
     assert await pgq.queue_limits("emails") == {**none, "concurrency": 5, "group_concurrency": 1}
     await pgq.configure_queue("emails", rate=10)  # the period given before stays
     assert (await pgq.queue_limits("emails"))["period"] == 60.0
+    await pgq.configure_queue("emails", period=0.25)
+    assert (await pgq.queue_limits("emails"))["period"] == 0.25
     await pgq.configure_queue("emails", concurrency=None, rate=None, group_concurrency=None)
     assert await pgq.queue_limits("emails") == none
     assert await pgq.queue_limits("never-configured") == none

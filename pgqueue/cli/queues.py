@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
 from ..job import JobStatus
-from ..limits import NO_LIMITS
+from ..limits import QueueInfo
 from ..queue import PgQueue
 from .common import EXIT_OK, command_parser, plural, positive_int, seconds
-from .output import ago, print_json, table
+from .output import ago, plain, print_json, table
+
 
 def add_queue_commands(commands: Any) -> None:
     queues = commands.add_parser(
@@ -119,7 +121,7 @@ def requested_limits(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-def describe_limits(limits: dict[str, Any]) -> str:
+def describe_limits(limits: Mapping[str, Any]) -> str:
     parts = []
     if limits.get("concurrency") is not None:
         parts.append(f"{limits['concurrency']} at once")
@@ -130,33 +132,27 @@ def describe_limits(limits: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
-async def _queues(pgq: PgQueue) -> list[dict[str, Any]]:
-    counts = await pgq.stats()
-    paused = set(await pgq.paused_queues())
-    limited = await pgq.limited_queues()
-    return [
-        {"name": name, "paused": name in paused, "counts": counts.get(name, {}),
-         "limits": limited[name][0] if name in limited else dict(NO_LIMITS)}
-        for name in sorted(set(counts) | paused | set(limited))
-    ]
-
-
 async def _list(pgq: PgQueue, args: argparse.Namespace) -> int:
-    queues = await _queues(pgq)
+    queues = await pgq.queues()
     if args.json:
-        print_json(queues)
+        print_json([{**plain(q), "held_back": q.held_back} for q in queues])
     elif not queues:
         print("no queues yet: a queue appears with its first job")
     else:
         statuses = [str(s) for s in JobStatus]
         rows = [
-            (q["name"], "paused" if q["paused"] else "active",
-             *(f"{q['counts'].get(s, 0):,}" for s in statuses), describe_limits(q["limits"]))
+            (q.name, "paused" if q.paused else "active",
+             *(f"{q.counts.get(s, 0):,}" for s in statuses), _limits_cell(q))
             for q in queues
         ]
         headers = ["QUEUE", "STATE", *(s.upper() for s in statuses), "LIMITS"]
         print(table(headers, rows, right=[s.upper() for s in statuses]))
     return EXIT_OK
+
+
+def _limits_cell(queue: QueueInfo) -> str:
+    held = f" ({queue.held_back:,} held back)" if queue.held_back else ""
+    return describe_limits(queue.limits) + held
 
 
 async def _pause(pgq: PgQueue, args: argparse.Namespace) -> int:

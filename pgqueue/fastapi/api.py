@@ -1,4 +1,4 @@
-"""The JSON API: list and inspect jobs, cancel and retry them, pause queues, see workers.
+"""The JSON API: list and inspect jobs, cancel and retry them, see workers (queues: ``queues``).
 
 Every input is validated before it reaches the database (see ``params``), so a malformed request
 gets a 422 that says what is wrong, never a 500.
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from ..queue import PgQueue
-from .params import Cursor, JobId, QueueFilter, QueueName, StatusFilter, TaskFilter
+from .params import Cursor, JobId, QueueFilter, StatusFilter, TaskFilter
 from .schemas import (
     BulkCount,
     BulkFilter,
@@ -22,7 +22,6 @@ from .schemas import (
     JobOut,
     JobPage,
     LogLineOut,
-    QueueOut,
     WorkerOut,
 )
 from .sse import dashboard_events
@@ -148,35 +147,6 @@ def add_api_routes(router: APIRouter, pgq: PgQueue) -> None:
         """For example `{"default": {"queued": 3, "running": 1, "succeeded": 120}}`; finished jobs
         count until the pruner removes them after their retention."""
         return await pgq.stats()
-
-    async def _queues() -> list[QueueOut]:
-        counts = await pgq.stats()
-        paused = set(await pgq.paused_queues())
-        return [
-            QueueOut(name=name, paused=name in paused, counts=counts.get(name, {}))
-            for name in sorted(set(counts) | paused)
-        ]
-
-    async def _queue(name: str) -> QueueOut:
-        counts = (await pgq.stats()).get(name, {})
-        return QueueOut(name=name, paused=name in await pgq.paused_queues(), counts=counts)
-
-    @router.get("/queues", response_model=list[QueueOut], summary="Queues, with job counts")
-    async def list_queues() -> list[QueueOut]:
-        """Every queue that has jobs or is paused."""
-        return await _queues()
-
-    @router.post("/queues/{name}/pause", response_model=QueueOut, summary="Pause a queue")
-    async def pause_queue(name: QueueName) -> QueueOut:
-        """Workers stop claiming jobs of this queue; running jobs carry on. A queue may be paused
-        before it has any jobs."""
-        await pgq.pause_queue(name)
-        return await _queue(name)
-
-    @router.post("/queues/{name}/resume", response_model=QueueOut, summary="Resume a queue")
-    async def resume_queue(name: QueueName) -> QueueOut:
-        await pgq.resume_queue(name)
-        return await _queue(name)
 
     @router.get("/workers", response_model=list[WorkerOut], summary="Running workers")
     async def list_workers() -> list[WorkerOut]:

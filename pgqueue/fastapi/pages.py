@@ -20,8 +20,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import __version__
 from ..job import FINAL_STATUSES, Job, JobStatus
+from ..limits import QueueInfo
 from ..queue import PgQueue
-from .params import Cursor, JobId, QueueFilter, StatusFilter, TaskFilter
+from .params import Cursor, JobId, QueueFilter, QueueName, StatusFilter, TaskFilter
 
 _HERE = Path(__file__).parent
 _STATIC = {path.name: path for path in (_HERE / "static").iterdir() if path.is_file()}
@@ -38,13 +39,27 @@ def _templates() -> Environment:
     )
     env.filters.update(pretty=_pretty, path=lambda value: quote(str(value), safe=""))
     env.globals.update(
-        statuses=_STATUSES, final=FINAL_STATUSES, duration=_duration, version=__version__
+        statuses=_STATUSES, final=FINAL_STATUSES, duration=_duration, version=__version__,
+        limits_text=_limits_text,
     )
     return env
 
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _limits_text(queue: QueueInfo) -> str:
+    """A queue's limits in a few words, e.g. ``"3 / 5 running · 100 per 60 s · 1 per group"``."""
+    limits = queue.limits
+    parts = []
+    if limits["concurrency"] is not None:
+        parts.append(f"{queue.running} / {limits['concurrency']} running")
+    if limits["rate"] is not None:
+        parts.append(f"{limits['rate']} per {limits['period']:g} s")
+    if limits["group_concurrency"] is not None:
+        parts.append(f"{limits['group_concurrency']} per group")
+    return " · ".join(parts) or "none"
 
 
 def _duration(job: Job) -> str | None:
@@ -80,13 +95,8 @@ def add_pages(router: APIRouter, pgq: PgQueue) -> None:
     @router.get("/", response_class=HTMLResponse, summary="The dashboard")
     async def overview(request: Request) -> str:
         """Counts per queue and status, recent and failed jobs, workers; live."""
-        stats = await pgq.stats()
-        paused = set(await pgq.paused_queues())
-        totals = {status: sum(c.get(status, 0) for c in stats.values()) for status in _STATUSES}
-        queues = [
-            {"name": name, "paused": name in paused, "counts": stats.get(name, {})}
-            for name in sorted(set(stats) | paused)
-        ]
+        queues = await pgq.queues()
+        totals = {status: sum(q.counts.get(status, 0) for q in queues) for status in _STATUSES}
         return render(
             request, "overview.html", 0, page="overview", totals=totals, queues=queues,
             recent=await pgq.list_jobs(limit=_RECENT),
@@ -123,6 +133,13 @@ def add_pages(router: APIRouter, pgq: PgQueue) -> None:
             request, "job.html", 3, page="jobs", job=found,
             logs=await pgq.job_logs(job_id),
         )
+
+    @router.get("/ui/queues/{name}", response_class=HTMLResponse, include_in_schema=False)
+    async def queue(request: Request, name: QueueName) -> str:
+        found = [q for q in await pgq.queues() if q.name == name]
+        if not found:
+            raise HTTPException(404, f"no queue {name!r}: it has no jobs, limits or pause")
+        return render(request, "queue.html", 3, page="overview", queue=found[0])
 
     @router.get("/static/{filename}", include_in_schema=False)
     async def static(filename: str) -> FileResponse:

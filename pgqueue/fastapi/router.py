@@ -22,6 +22,7 @@ from ..queue import PgQueue
 from .api import add_api_routes
 from .metrics import add_metrics_route
 from .pages import add_pages
+from .queues import add_queue_routes
 
 
 class _Route(APIRoute):
@@ -54,6 +55,7 @@ def create_router(pgq: PgQueue, *, tags: list[str] | None = None) -> APIRouter:
     """
     router = APIRouter(route_class=_Route, tags=tags or ["pgqueue"])
     add_api_routes(router, pgq)
+    add_queue_routes(router, pgq)
     add_metrics_route(router, pgq)
     add_pages(router, pgq)
     return router

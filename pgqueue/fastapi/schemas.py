@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..bulk import DEFAULT_LIMIT
 from ..job import Job, JobStatus
+from ..limits import MAX_COUNT, PERIOD_RANGE, QueueInfo
 from ..queue import LogLine, WorkerInfo
 
 BIGINT_MAX = 2**63 - 1
@@ -44,6 +45,7 @@ class JobOut(BaseModel):
     progress_message: str | None
     unique_key: str | None
     worker_id: int | None
+    group: str | None = Field(description="The job's group, which `group_concurrency` limits.")
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -105,10 +107,40 @@ class BulkCount(BaseModel):
     count: int = Field(description="How many jobs this request changed.")
 
 
+class QueueLimitsOut(BaseModel):
+    """A queue's limits, for all workers together; null: no limit."""
+
+    concurrency: int | None = Field(description="Jobs running at once.")
+    rate: int | None = Field(description="Job starts per `period` seconds.")
+    period: float | None = Field(description="The rate's window in seconds (null without a rate).")
+    group_concurrency: int | None = Field(description="Jobs running at once per job group.")
+
+
+class QueueLimitsIn(BaseModel):
+    """Limits to change: only the keys given change; null removes that limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(None, ge=1, le=MAX_COUNT, description="Jobs running at once.")
+    rate: int | None = Field(None, ge=1, le=MAX_COUNT,
+                             description="Job starts per `period` seconds.")
+    period: float | None = Field(None, ge=PERIOD_RANGE[0], le=PERIOD_RANGE[1],
+                                 description="The rate's window in seconds (default 1).")
+    group_concurrency: int | None = Field(None, ge=1, le=MAX_COUNT,
+                                          description="Running at once per group.")
+
+
 class QueueOut(BaseModel):
     name: str
     paused: bool
     counts: dict[JobStatus, int] = Field(description="Jobs in this queue per status.")
+    limits: QueueLimitsOut
+    held_back: int = Field(description="Queued jobs waiting because the concurrency limit is reached.")
+
+    @classmethod
+    def of(cls, queue: QueueInfo) -> QueueOut:
+        return cls(name=queue.name, paused=queue.paused, counts=queue.counts,
+                   limits=QueueLimitsOut(**queue.limits), held_back=queue.held_back)
 
 
 class WorkerOut(BaseModel):

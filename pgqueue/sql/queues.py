@@ -22,11 +22,11 @@ class QueueStatements(StatementsBase):
             """
             WITH configured AS (
                 INSERT INTO {s}.queues AS q (name, concurrency, rate, period, group_concurrency)
-                VALUES ($1, $3, $5, coalesce($7, 1), $9)
+                VALUES ($1, $3, $5, coalesce($7::float8, 1), $9)
                 ON CONFLICT (name) DO UPDATE SET
                     concurrency = CASE WHEN $2 THEN $3 ELSE q.concurrency END,
                     rate = CASE WHEN $4 THEN $5 ELSE q.rate END,
-                    period = CASE WHEN $6 THEN coalesce($7, 1) ELSE q.period END,
+                    period = CASE WHEN $6 THEN coalesce($7::float8, 1) ELSE q.period END,
                     group_concurrency = CASE WHEN $8 THEN $9 ELSE q.group_concurrency END
                 RETURNING q.*
             ), leased AS (
@@ -53,16 +53,7 @@ class QueueStatements(StatementsBase):
 
     @cached_property
     def limited_queues(self) -> str:
-        """Every queue with a limit, with how many of its jobs run now (by their leases)."""
         return self._format(
-            f"""
-            SELECT {_LIMIT_COLUMNS}, (
-                SELECT count(*) FROM {{s}}.leases l JOIN {{s}}.jobs j
-                    ON j.id = l.job_id AND j.attempts = l.attempt AND j.status = 'running'
-                WHERE l.queue = q.name
-            ) AS running
-            FROM {{s}}.queues q
-            WHERE concurrency IS NOT NULL OR rate IS NOT NULL OR group_concurrency IS NOT NULL
-            ORDER BY name
-            """
+            f"SELECT {_LIMIT_COLUMNS} FROM {{s}}.queues WHERE concurrency IS NOT NULL "
+            "OR rate IS NOT NULL OR group_concurrency IS NOT NULL"
         )

@@ -210,6 +210,34 @@
     if (byId("live")?.dataset.jobId && !FINAL.has(byId("live").dataset.status)) watchJob();
   });
 
+  /* A queue's limits form: empty fields remove their limit. */
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-limits-action]");
+    if (!form) return;
+    event.preventDefault();
+    const limits = {};
+    for (const [name, value] of new FormData(form)) {
+      limits[name] = value === "" ? null : Number(value);
+    }
+    if (limits.rate === null) delete limits.period;
+    try {
+      const response = await fetch(form.dataset.limitsAction, {
+        method: "PUT", credentials: "same-origin",
+        headers: { Accept: "application/json", "Content-Type": "application/json" },
+        body: JSON.stringify(limits),
+      });
+      if (!response.ok) {
+        const body = await response.json().catch(() => ({}));
+        const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+        toast(detail || `${response.status} ${response.statusText}`);
+        return;
+      }
+      location.reload();
+    } catch (error) {
+      toast(`Request failed: ${error}`);
+    }
+  });
+
   humanize(document);
   setInterval(() => humanize(document), 15000);
   if (byId("live")?.dataset.jobId) watchJob();
