@@ -43,7 +43,8 @@ def insert_params(task: Task, ids: list[int]) -> list[Any]:
     many = len(ids) > 1
     args = json.dumps([[i] for i in ids]) if many else json.dumps([ids[0]])
     kwargs = json.dumps([{}] * len(ids)) if many else "{}"
-    return [task.name, task.queue, task.priority, args, kwargs, task.max_attempts, None, None, None]
+    return [task.name, task.queue, task.priority, args, kwargs, task.max_attempts, None, None, None,
+            None]
 
 
 def claim_statements(pgq: PgQueue) -> dict[str, str]:

@@ -18,6 +18,7 @@ from .connections import Rows, fetch, fetch_sync
 from .arguments import EncodedCall, dumps
 from .backend import Backend
 from .job import Job, JobStatus
+from .tracing import producing, written
 
 _MAX_UNIQUE_ROUNDS = 5
 
@@ -78,6 +79,26 @@ class Enqueueable(Protocol):
     def encode(self, args: Sequence[Any], kwargs: dict[str, Any]) -> EncodedCall: ...
 
 
+class EnqueueHook(Protocol):
+    """Told of the jobs every enqueue of one ``PgQueue`` wrote, and on which connection (None: a
+    transaction of their own, committed). ``pgqueue.testing.inline`` installs one."""
+
+    async def written(self, jobs: list[Job], conn: Any) -> None: ...
+
+    def written_sync(self, jobs: list[Job], conn: Any) -> None: ...
+
+
+_hooks: dict[Backend, EnqueueHook] = {}
+
+
+def set_enqueue_hook(backend: Backend, hook: EnqueueHook | None) -> None:
+    """Install ``hook`` for the tasks of the ``PgQueue`` that owns ``backend`` (None removes it)."""
+    if hook is None:
+        _hooks.pop(backend, None)
+    else:
+        _hooks[backend] = hook
+
+
 class Enqueuer:
     """A task bound to a connection and options, as returned by ``Task.using``."""
 
@@ -121,11 +142,18 @@ class Enqueuer:
     async def _write(self, encoded: list[EncodedCall]) -> list[Job]:
         if not encoded:
             return []
-        rounds = _Batch(self.task, self.options, encoded).rounds()
-        if self.conn is None:
-            async with self.task.backend.acquire() as conn:
-                return await _run_async(rounds, conn)
-        return await _run_async(rounds, self.conn)
+        batch = _Batch(self.task, self.options, encoded)
+        with producing(self.task.name, batch.queue, len(encoded)) as batch.trace_context:
+            if self.conn is None:
+                async with self.task.backend.acquire() as conn:
+                    jobs = await _run_async(batch.rounds(), conn)
+            else:
+                jobs = await _run_async(batch.rounds(), self.conn)
+            if batch.trace_context is not None:
+                written([job.id for job in jobs])
+        if _hooks and (hook := _hooks.get(self.task.backend)) is not None:
+            await hook.written(jobs, self.conn)
+        return jobs
 
     def _write_sync(self, encoded: list[EncodedCall]) -> list[Job]:
         if self.conn is None:
@@ -135,13 +163,14 @@ class Enqueuer:
             )
         if not encoded:
             return []
-        rounds = _Batch(self.task, self.options, encoded).rounds()
-        try:
-            statement = next(rounds)
-            while True:
-                statement = rounds.send(fetch_sync(self.conn, *statement))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        batch = _Batch(self.task, self.options, encoded)
+        with producing(self.task.name, batch.queue, len(encoded)) as batch.trace_context:
+            jobs = _run_sync(batch.rounds(), self.conn)
+            if batch.trace_context is not None:
+                written([job.id for job in jobs])
+        if _hooks and (hook := _hooks.get(self.task.backend)) is not None:
+            hook.written_sync(jobs, self.conn)
+        return jobs
 
 
 async def _run_async(rounds: _Rounds, conn: Any) -> list[Job]:
@@ -149,6 +178,15 @@ async def _run_async(rounds: _Rounds, conn: Any) -> list[Job]:
         statement = next(rounds)
         while True:
             statement = rounds.send(await fetch(conn, *statement))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _run_sync(rounds: _Rounds, conn: Any) -> list[Job]:
+    try:
+        statement = next(rounds)
+        while True:
+            statement = rounds.send(fetch_sync(conn, *statement))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -169,6 +207,8 @@ class _Batch:
         self.group = options.group
         self.run_at = options.scheduled_for()
         self.encoded = encoded
+        self.trace_context: str | None = None
+        """The enqueue's OpenTelemetry context (JSON), stored with the jobs; None: not traced."""
 
     def rounds(self) -> _Rounds:
         """Insert; for a unique key that an unfinished job holds, return that job (and insert
@@ -204,6 +244,7 @@ class _Batch:
             self.run_at,
             self.unique_key,
             self.group,
+            self.trace_context,
         ]
         statement = self.task.backend.statements.insert(many=many, unique=self.unique_key is not None)
         return statement, params

@@ -7,7 +7,8 @@ The state machine (``sql.py`` takes its status sets from here)::
     queued ──claimed by a worker──▶ running
     running ──returned──▶ succeeded
     running ──raised, attempts left──▶ scheduled (backoff) or queued (no delay)
-    running ──raised, no attempts left, or a non-retryable error──▶ failed
+    running ──raised, no attempts left, a non-retryable error, or ``Fail``──▶ failed
+    running ──raised ``Snooze``──▶ scheduled, the run not counted
     running ──its worker died (rescuer)──▶ queued, or failed when no attempts are left
     running ──graceful shutdown ran out of time──▶ queued, the attempt not counted
     queued | scheduled | running ──cancel──▶ cancelled

@@ -372,14 +372,17 @@ class PgQueue:
         *,
         burst: bool = False,
         shutdown_grace: float | None = None,
+        metrics_port: int | None = None,
     ) -> Worker:
         """A worker for this process: ``await worker.run()`` or ``async with pgq.worker():``.
 
         It runs this PgQueue's tasks only, keeps its periodic schedules, and calls its
         ``on_failure`` hooks. ``burst``: return once nothing is left to claim.
-        ``shutdown_grace``: overrides the setting of that name for this worker.
+        ``shutdown_grace`` and ``metrics_port``: override the settings of those names for this
+        worker (``metrics_port`` serves its Prometheus metrics; 0 picks a free port).
         """
         return Worker(
             self._backend, self.tasks, queues, concurrency, periodic=self.periodic_tasks,
             on_failure=self.on_failure, burst=burst, shutdown_grace=shutdown_grace,
+            metrics_port=metrics_port,
         )

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     progress_interval: Seconds = 0.25
     """Progress and log lines are coalesced and written at most this often per worker."""
 
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """Where a worker serves Prometheus metrics (``http://host:port/metrics``); None: no metrics
+    (nothing is measured). 0 picks a free port. Needs ``pip install 'pgqueue[metrics]'``."""
+    metrics_host: str = "0.0.0.0"
+    """The address the metrics endpoint binds: every interface, as a Prometheus on another host or
+    container scrapes it; ``127.0.0.1`` keeps it on this machine."""
+
     @field_validator("schema")
     @classmethod
     def _check_schema(cls, value: str) -> str:

@@ -89,3 +89,9 @@ async def gated(gate: str, ctx: JobContext) -> None:
     while not await _pool.fetchval("SELECT 1 FROM test_gates WHERE name = $1", gate):
         await asyncio.sleep(0.05)
     await record(ctx, "end")
+
+
+@pgq.task(retry_delay=0, max_attempts=2)
+async def fail(ctx: JobContext) -> None:
+    """Raises on every attempt."""
+    raise ValueError(f"failing on purpose, attempt {ctx.attempt}")

@@ -35,6 +35,7 @@ WORKER_EPILOG = """\
 examples:
   python -m pgqueue.worker myapp.tasks:pgq
   python -m pgqueue.worker myapp.tasks:pgq --queue emails --queue default --concurrency 50
+  python -m pgqueue.worker myapp.tasks:pgq --metrics-port 9100
   PGQUEUE_DSN=postgresql://app@db/app python -m pgqueue.worker myapp.tasks:pgq --burst"""
 
 
@@ -93,6 +94,10 @@ def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shutdown-grace", type=float, metavar="SECONDS",
                         help="how long running jobs may finish after SIGTERM "
                              "(default: PGQUEUE_SHUTDOWN_GRACE or 30)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: "
+                             "PGQUEUE_METRICS_PORT, else none; HOST: PGQUEUE_METRICS_HOST, "
+                             "default 0.0.0.0); needs pip install 'pgqueue[metrics]'")
     parser.add_argument("--log-level", default=os.environ.get("PGQUEUE_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level (default: INFO, or PGQUEUE_LOG_LEVEL)")
@@ -134,7 +139,7 @@ async def _serve(args: argparse.Namespace) -> str | None:
         loop.add_signal_handler(sig, on_signal)
     pgq = load_queue(args.app)
     worker = pgq.worker(queues=args.queues, concurrency=args.concurrency, burst=args.burst,
-                        shutdown_grace=args.shutdown_grace)
+                        shutdown_grace=args.shutdown_grace, metrics_port=args.metrics_port)
     for _ in pending:
         worker.stop()
     await worker.run()

@@ -12,12 +12,15 @@ from .base import CLAIM_COLUMNS, JOB_COLUMNS, to_sqlalchemy
 from .control import ControlStatements
 from .jobs import JobStatements
 from .maintenance import MaintenanceStatements
+from .observe import ObserveStatements
 from .queues import QueueStatements
+from .testing import TestingStatements
 from .worker import WorkerStatements
 
 
 class Statements(
-    JobStatements, ControlStatements, QueueStatements, WorkerStatements, MaintenanceStatements
+    JobStatements, ControlStatements, QueueStatements, WorkerStatements, MaintenanceStatements,
+    ObserveStatements, TestingStatements,
 ):
     """The statements for one schema, built once per ``PgQueue``."""
 

@@ -16,8 +16,8 @@ class JobStatements(StatementsBase):
 
         Parameters: $1 task, $2 queue, $3 priority, $4 args JSON, $5 kwargs JSON (with ``many``,
         JSON arrays of those, one element per job), $6 max_attempts, $7 run_at (NULL: now),
-        $8 unique_key, $9 group. With ``unique``, a row
-        whose key has an unfinished job already is skipped.
+        $8 unique_key, $9 group, $10 trace_context JSON (the enqueue's trace, or NULL). With
+        ``unique``, a row whose key has an unfinished job already is skipped.
 
         Returns at most one row, however many jobs: ``ids``, the new ids in ascending (that is,
         input) order, and ``created_at``, the transaction's time, shared by all. Decoding one array
@@ -40,7 +40,8 @@ class JobStatements(StatementsBase):
         )
         wake = f"CASE WHEN $7::timestamptz > now() THEN NULL ELSE {self._wake('$2')} END"
         columns = (
-            "task, queue, priority, args, kwargs, max_attempts, run_at, status, unique_key, group_key"
+            "task, queue, priority, args, kwargs, max_attempts, run_at, status, unique_key, "
+            "group_key, trace_context"
         )
         conflict = (
             "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
@@ -48,14 +49,15 @@ class JobStatements(StatementsBase):
         )
         one = (
             f"INSERT INTO {{s}}.jobs ({columns}) "
-            f"VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, {run_at}, {status}, $8, $9) {{conflict}} "
+            f"VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, {run_at}, {status}, $8, $9, $10::jsonb) "
+            "{conflict} "
             f"RETURNING ARRAY[id] AS ids, created_at, {wake} AS woken"
         )
         # One JSON array per column, split here: one json.dumps per batch in Python. A CTE with a
         # volatile function is materialized: pg_notify runs once, not once per row.
         many = (
             f"WITH inserted AS (INSERT INTO {{s}}.jobs ({columns}) "
-            f"SELECT $1, $2, $3, a, k, $6, {run_at}, {status}, $8, $9 FROM ROWS FROM "
+            f"SELECT $1, $2, $3, a, k, $6, {run_at}, {status}, $8, $9, $10::jsonb FROM ROWS FROM "
             "(jsonb_array_elements($4::jsonb), jsonb_array_elements($5::jsonb)) AS x(a, k) "
             "{conflict} RETURNING id, created_at), "
             f"woken AS (SELECT {wake}) "

@@ -28,11 +28,14 @@ from ..job import Job, JobStatus
 from ..listener import Listener
 from ..messages import Cancel, Wake, read_jobs_message
 from ..task import OnFailure, Task
+from ..tracing import configured as tracing_configured
 from .claimer import Claimer
 from .executor import Outcome, execute, unknown_task
 from .heartbeat import Heartbeat
 from .hooks import FailureHooks
 from .maintenance import Pruner, Rescuer, Scheduler, Vacuumer
+from .metrics import WorkerMetrics
+from .observers import RunObserver, observed
 from .outcomes import OutcomeWriter
 from .pace import ClaimPace
 from .periodic import Periodic, PeriodicEnqueuer
@@ -41,6 +44,7 @@ from .reporter import Reporter
 from .ring import ReadyRing
 from .slots import Running, Slots
 from .threads import SyncRunner
+from .tracing import RunTracing
 
 logger = logging.getLogger("pgqueue.worker")
 
@@ -52,7 +56,8 @@ class Worker:
 
     ``await worker.run()`` runs until ``stop()``; ``async with pgq.worker():`` runs it in the
     background for the block. ``burst=True`` makes ``run()`` return once nothing is left to claim
-    (handy in tests and one-off scripts).
+    (handy in tests and one-off scripts). ``metrics_port`` (default: the setting) serves this
+    worker's Prometheus metrics at ``http://<metrics_host>:<port>/metrics`` while it runs.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class Worker:
         on_failure: OnFailure | None = None,
         burst: bool = False,
         shutdown_grace: float | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -90,6 +96,12 @@ class Worker:
         self._reporter = Reporter(backend)
         self._writer = OutcomeWriter(backend, self._reporter, self._written)
         self._hooks = FailureHooks(tasks, on_failure)
+        port = backend.settings.metrics_port if metrics_port is None else metrics_port
+        self.metrics = None if port is None else WorkerMetrics(port, backend.settings.metrics_host)
+        """This worker's metrics (``metrics.port``: where they are served), or None."""
+        self._observers: list[RunObserver] = [o for o in (self.metrics,) if o is not None]
+        if tracing_configured():
+            self._observers.append(RunTracing(backend))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -162,6 +174,8 @@ class Worker:
         )
         services: list[asyncio.Task[Any]] = []
         try:
+            if self.metrics is not None:
+                self.metrics.start()
             async with self.backend.acquire() as conn:
                 await self._registration.register(conn)
             listener.start()
@@ -195,6 +209,8 @@ class Worker:
             await self._hooks.finish(_HOOKS_GRACE)
             await self._registration.unregister()
             self._threads.close()
+            if self.metrics is not None:
+                self.metrics.stop()
             if opened_here:
                 await self.backend.close()
             logger.info("worker %s: stopped", self.id)
@@ -239,29 +255,37 @@ class Worker:
                 self.ran.append(job.id)
 
     async def _run_job(self, job: Job, ctx: JobContext) -> None:
-        assert self._loop is not None
         try:
-            task = self.tasks.get(job.task)
-            if task is None:
-                outcome = unknown_task(job, list(self.tasks))
+            if self._observers:
+                outcome = await observed(self._observers, job, lambda: self._outcome(job, ctx))
             else:
-                try:
-                    started = self._loop.time()
-                    outcome = await execute(task, job, ctx, self._threads)
-                    self._slots.pace.job_ran(self._loop.time() - started)
-                except asyncio.CancelledError:
-                    running = self._slots.running.get(job.id)
-                    if running is not None and running.stop_reason == "cancelled":
-                        self._slots.release([job.id])
-                        return  # the row already says cancelled
-                    raise
-            self._writer.add(outcome)
+                outcome = await self._outcome(job, ctx)
+            if outcome is not None:
+                self._writer.add(outcome)
         finally:
             self._slots.running.pop(job.id, None)
             if not self._stopping.is_set():
                 self._start_ready()
             self._slots.freed.set()
             self._check_stuck_threads()
+
+    async def _outcome(self, job: Job, ctx: JobContext) -> Outcome | None:
+        """Run the job; None if it was cancelled (the row already says so)."""
+        assert self._loop is not None
+        task = self.tasks.get(job.task)
+        if task is None:
+            return unknown_task(job, list(self.tasks))
+        try:
+            started = self._loop.time()
+            outcome = await execute(task, job, ctx, self._threads)
+            self._slots.pace.job_ran(self._loop.time() - started)
+            return outcome
+        except asyncio.CancelledError:
+            running = self._slots.running.get(job.id)
+            if running is not None and running.stop_reason == "cancelled":
+                self._slots.release([job.id])
+                return None
+            raise
 
     def _check_stuck_threads(self) -> None:
         """Stop the worker once too many sync tasks ignored their cancellation: each keeps a

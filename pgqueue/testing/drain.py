@@ -1,17 +1,9 @@
-"""Helpers for the test suites of applications that use pgqueue.
-
-    from pgqueue.testing import drain
-
-    async def test_signup_sends_the_welcome_email(client, pgq):
-        await client.post("/register", json={"email": "a@example.com"})
-        jobs = await drain(pgq)            # run everything that is queued, here and now
-        assert [job.task for job in jobs] == ["myapp.tasks.send_welcome_email"]
-"""
+"""``drain``: run what is due now, in this process, the way a worker would."""
 
 from __future__ import annotations
 
-from .job import Job
-from .queue import PgQueue
+from ..job import Job
+from ..queue import PgQueue
 
 
 async def drain(
