@@ -17,6 +17,7 @@ from .errors import (
 from .job import Job, JobStatus
 from .queue import PgQueue
 from .settings import Settings
+from .sync import SyncQueue
 from .enqueue import EnqueueOptions, Enqueuer
 from .task import Task, exponential_backoff
 from .worker import Worker
@@ -37,6 +38,7 @@ __all__ = [
     "SchemaError",
     "Settings",
     "Snooze",
+    "SyncQueue",
     "Task",
     "Worker",
     "exponential_backoff",

@@ -2,7 +2,7 @@
 
 Jobs are written in the caller's transaction, so enqueue accepts the connection the application
 already holds: an asyncpg ``Connection``, a SQLAlchemy ``AsyncSession`` or ``AsyncConnection``, or
-(for ``enqueue_sync``) a SQLAlchemy ``Session`` or ``Connection``. SQLAlchemy objects are used
+(for ``enqueue_sync``) a SQLAlchemy ``Session`` or ``Connection`` or a psycopg 3 ``Connection``. SQLAlchemy objects are used
 through SQLAlchemy itself, so its transaction handling (autobegin, savepoints) stays in charge.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from .psycopg_rows import fetch_psycopg, is_psycopg
 from .sql import to_sqlalchemy
 
 Rows = list[Mapping[str, Any]]
@@ -57,11 +58,14 @@ async def fetch(conn: Any, statement: str, params: Sequence[Any]) -> Rows:
 
 
 def fetch_sync(conn: Any, statement: str, params: Sequence[Any]) -> Rows:
-    """Run ``statement`` on a synchronous SQLAlchemy ``Session`` or ``Connection``."""
+    """Run ``statement`` on a synchronous SQLAlchemy ``Session`` or ``Connection``, or a psycopg 3
+    ``Connection`` (Django's ``connection.connection``), in its transaction."""
+    if is_psycopg(conn):
+        return fetch_psycopg(conn, statement, params)
     if not _is_sqlalchemy_sync(conn):
         raise TypeError(
-            f"enqueue_sync needs a SQLAlchemy Session or Connection, not {type(conn).__name__}; "
-            "with an async connection use `await ....enqueue(...)`"
+            f"enqueue_sync needs a SQLAlchemy Session or Connection or a psycopg 3 Connection, "
+            f"not {type(conn).__name__}; with an async connection use `await ....enqueue(...)`"
         )
     from sqlalchemy import text
 

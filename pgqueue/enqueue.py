@@ -2,8 +2,8 @@
 
 The unique-key rounds (insert; if the key is taken, look up the job that holds it; if that one
 finished meanwhile, insert again) are written once, as a generator that yields statements and
-receives their rows; an async and a sync driver run it, so asyncpg, async SQLAlchemy and sync
-SQLAlchemy connections share every decision.
+receives their rows; an async and a sync driver run it, so asyncpg, async SQLAlchemy, sync
+SQLAlchemy and psycopg 3 connections share every decision (``connections`` picks the driver).
 """
 
 from __future__ import annotations
@@ -120,7 +120,9 @@ class Enqueuer:
         return await self._write(self._encode_many(calls))
 
     def enqueue_sync(self, *args: Any, **kwargs: Any) -> Job:
-        """As ``enqueue``, through a synchronous SQLAlchemy ``Session`` or ``Connection``."""
+        """As ``enqueue``, through a synchronous SQLAlchemy ``Session`` or ``Connection``, or a
+        psycopg 3 ``Connection`` (in a Django app: ``connection.connection``), in its current
+        transaction."""
         return self._write_sync([self.task.encode(args, kwargs)])[0]
 
     def enqueue_many_sync(self, calls: Iterable[Any]) -> list[Job]:
@@ -157,7 +159,7 @@ class Enqueuer:
         if self.conn is None:
             raise TypeError(
                 f"task {self.task.name}: enqueue_sync writes through your SQLAlchemy Session or "
-                "Connection: use task.using(session).enqueue_sync(...)"
+                "Connection, or psycopg 3 Connection: use task.using(conn).enqueue_sync(...)"
             )
         if not encoded:
             return []

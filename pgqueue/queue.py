@@ -12,6 +12,7 @@ from typing import Any, overload
 import asyncpg
 
 from .backend import Backend
+from .control import BulkControl
 from .enqueue import Enqueuer
 from .events import EventHub
 from .job import Job, JobStatus
@@ -19,6 +20,7 @@ from .limits import NO_LIMITS, UNSET, QueueInfo, QueueLimits, limit_changes, lim
 from .settings import Settings, load_settings
 from .sql import Statements
 from .stats import StatsReader
+from .sync import SyncQueue
 from .task import OnFailure, RetryDelay, Task
 from .worker import Worker
 from .worker.periodic import Periodic
@@ -67,6 +69,7 @@ class PgQueue:
         self.periodic_tasks: list[Periodic] = []
         self._events: EventHub | None = None
         self._stats = StatsReader(self._backend)
+        self._bulk = BulkControl(self._backend)
 
     @property
     def backend(self) -> Backend:
@@ -173,6 +176,11 @@ class PgQueue:
             self._events = EventHub(self._backend.listen_dsn, self.statements.events_channel,
                                     self.settings.statement_cache_size)
         return self._events
+
+    def sync(self) -> SyncQueue:
+        """A ``SyncQueue`` on this queue's database and schema: the inspect and control calls as
+        plain functions over psycopg 3, for code without an event loop."""
+        return SyncQueue(dsn=self.settings.dsn, schema=self.settings.schema)
 
     # -- enqueue ---------------------------------------------------------------------------------
 
@@ -284,6 +292,27 @@ class PgQueue:
         async with self.acquire() as conn:
             row = await conn.fetchrow(self.statements.retry, job_id)
         return row is not None
+
+    async def cancel_jobs(self, status: str | JobStatus | None = None, queue: str | None = None,
+                          task: str | None = None, *, limit: int | None = None) -> int:
+        """Cancel every unfinished job matching the filter (``status`` one of queued, scheduled,
+        running; None: all three), as ``cancel`` does, in one statement; return how many.
+
+        At most ``limit`` jobs (default ``pgqueue.bulk.DEFAULT_LIMIT``, 10,000) per call: a
+        result equal to the limit means call again for the rest."""
+        return await self._bulk.cancel_jobs(status, queue, task, limit=limit)
+
+    async def retry_jobs(self, status: str | JobStatus | None = "failed", queue: str | None = None,
+                         task: str | None = None, *, limit: int | None = None) -> int:
+        """Put every failed job matching the filter (``status="cancelled"``, or None for both)
+        back to queued, as ``retry`` does, in one statement; return how many. Bounded like
+        ``cancel_jobs``."""
+        return await self._bulk.retry_jobs(status, queue, task, limit=limit)
+
+    async def prune(self, older_than: float | None = None) -> int:
+        """Delete finished jobs past their retention now, or every finished job that finished
+        more than ``older_than`` seconds ago; return how many (what ``pgqueue prune`` runs)."""
+        return await self._bulk.prune(older_than)
 
     async def pause_queue(self, queue: str) -> None:
         """Workers stop claiming from ``queue``; running jobs carry on."""

@@ -1,4 +1,5 @@
-"""The dashboard in a real headless Chromium: live progress, live status, the cancel button.
+"""The dashboard in a real headless Chromium: live progress, live status, the cancel button, the
+"retry failed" button.
 
 Needs Chromium (Debian: ``apt-get install chromium``; elsewhere set ``PGQUEUE_CHROMIUM`` to the
 executable) and the ``playwright`` package; the browsers Playwright would download are not used.
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 
 from pgqueue import JobContext, PgQueue
 from pgqueue.fastapi import create_router
+from pgqueue.testing import drain
 
 from .http_helpers import serve
 
@@ -159,3 +161,38 @@ async def test_a_queue_limit_is_changed_from_its_page(pgq: PgQueue, page: Any, d
     await expect(page.locator("#limits-text")).to_have_text("100 per 60 s")
     assert await pgq.queue_limits("emails") == {
         "concurrency": None, "rate": 100, "period": 60.0, "group_concurrency": None}
+
+
+async def test_retry_failed_button_retries_one_queues_failed_jobs_after_confirming(
+    pgq: PgQueue, page: Any, dashboard: str
+):
+    @pgq.task(name="doomed", max_attempts=1)
+    async def doomed() -> None:
+        raise RuntimeError("no luck")
+
+    in_a = [await doomed.using(queue="a").enqueue() for _ in range(2)]
+    in_b = await doomed.using(queue="b").enqueue()
+    await drain(pgq)
+    await page.goto(dashboard)
+    button = page.locator('tr[data-queue="a"] button.retry-failed')
+    asked: list[str] = []
+
+    def answer(accept: bool) -> Any:
+        def on_dialog(dialog: Any) -> None:
+            asked.append(dialog.message)
+            asyncio.ensure_future(dialog.accept() if accept else dialog.dismiss())
+        return on_dialog
+
+    page.once("dialog", answer(False))
+    await button.click()
+    await expect(page.locator("#toast")).to_be_hidden()
+    assert asked == ["Retry all 2 failed jobs of queue a?"]
+    assert {(await pgq.get_job(job.id)).status for job in in_a} == {"failed"}
+
+    page.once("dialog", answer(True))
+    await button.click()
+    await expect(page.locator("#toast")).to_have_text("Retried 2 jobs", timeout=TIMEOUT_MS)
+    assert {(await pgq.get_job(job.id)).status for job in in_a} == {"queued"}
+    assert (await pgq.get_job(in_b.id)).status == "failed"
+    await expect(button).to_have_count(0, timeout=TIMEOUT_MS)  # the page refreshed: none failed
+    await expect(page.locator('tr[data-queue="b"] button.retry-failed')).to_be_visible()

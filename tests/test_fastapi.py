@@ -480,11 +480,12 @@ async def test_every_route_honours_include_router_dependencies(pgq: PgQueue):
 
     async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as http:
         for method, path in routes:
-            async with http.stream(method, path) as response:
+            # The bulk routes' filter; an empty change of limits is a valid one.
+            body = {"json": {}} if method in ("POST", "PUT") else {}
+            async with http.stream(method, path, **body) as response:
                 assert response.status_code == 401, (method, path)
-            body = {} if method == "PUT" else None  # an empty change of limits is a valid one
             async with http.stream(method, path, headers={"X-Token": "s3cret"},
-                                   json=body) as response:
+                                   **body) as response:
                 assert response.status_code < 400, (method, path, response.status_code)
 
 

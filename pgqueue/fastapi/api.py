@@ -14,7 +14,16 @@ from sse_starlette import EventSourceResponse
 
 from ..queue import PgQueue
 from .params import Cursor, JobId, QueueFilter, StatusFilter, TaskFilter
-from .schemas import JobConflict, JobDetail, JobOut, JobPage, LogLineOut, WorkerOut
+from .schemas import (
+    BulkCount,
+    BulkFilter,
+    JobConflict,
+    JobDetail,
+    JobOut,
+    JobPage,
+    LogLineOut,
+    WorkerOut,
+)
 from .sse import dashboard_events
 from .sse import job_events as job_event_stream
 
@@ -25,6 +34,9 @@ _CONFLICT = {
         "description": "The job is in a status this action does not apply to; it is unchanged "
         "and returned as it is, with `detail` saying why.",
     }
+}
+_BAD_FILTER = {
+    422: {"description": "A malformed filter, or a status this action does not apply to."}
 }
 _STREAM = {200: {"content": {"text/event-stream": {}}, "description": "A stream of events."}}
 
@@ -86,6 +98,30 @@ def add_api_routes(router: APIRouter, pgq: PgQueue) -> None:
         return _conflict(
             job, f"job {job_id} is {job.status}: only failed or cancelled jobs can be retried"
         )
+
+    @router.post("/jobs/cancel", response_model=BulkCount, responses=_BAD_FILTER,
+                 summary="Cancel every job matching a filter")
+    async def cancel_jobs(body: BulkFilter) -> BulkCount:
+        """Cancel unfinished jobs matching every field given, in one statement, as the single
+        cancel does (running ones are stopped on their workers); at most `limit` of them."""
+        try:
+            count = await pgq.cancel_jobs(body.status, body.queue, body.task, limit=body.limit)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return BulkCount(count=count)
+
+    @router.post("/jobs/retry", response_model=BulkCount, responses=_BAD_FILTER,
+                 summary="Retry every failed job matching a filter")
+    async def retry_jobs(body: BulkFilter) -> BulkCount:
+        """Put failed (or, with `"status": "cancelled"`, cancelled) jobs matching every field
+        given back in their queue, to run now with at least one more attempt, in one statement;
+        at most `limit` of them."""
+        status = body.status or "failed"
+        try:
+            count = await pgq.retry_jobs(status, body.queue, body.task, limit=body.limit)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return BulkCount(count=count)
 
     @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
                 responses={**_STREAM, **_NOT_FOUND}, summary="Live events of one job (SSE)")

@@ -8,14 +8,12 @@ NUL, which PostgreSQL text cannot hold).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Path, Query
 
 from ..job import JobStatus
-
-BIGINT_MAX = 2**63 - 1
-NAME_RULES: dict[str, Any] = {"min_length": 1, "max_length": 200, "pattern": r"^[^\x00]+$"}
+from .schemas import BIGINT_MAX, NAME_RULES
 
 JobId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The job's id.")]
 QueueName = Annotated[str, Path(description="The queue's name.", **NAME_RULES)]

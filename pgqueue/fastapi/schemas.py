@@ -10,9 +10,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..bulk import DEFAULT_LIMIT
 from ..job import Job, JobStatus
 from ..limits import MAX_COUNT, PERIOD_RANGE, QueueInfo
 from ..queue import LogLine, WorkerInfo
+
+BIGINT_MAX = 2**63 - 1
+NAME_RULES: dict[str, Any] = {"min_length": 1, "max_length": 200, "pattern": r"^[^\x00]+$"}
+"""Names are bounded text without NUL, which PostgreSQL text cannot hold (``params`` and the
+bulk filter body both check them)."""
 
 
 class JobOut(BaseModel):
@@ -79,6 +85,26 @@ class JobPage(BaseModel):
     next_cursor: int | None = Field(
         description="Pass as `before` to get the next (older) page; null on the last page."
     )
+
+
+class BulkFilter(BaseModel):
+    """Which jobs a bulk cancel or retry changes: every one matching all the fields given."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt filter must not widen the change
+
+    status: JobStatus | None = Field(
+        None, description="Cancel: queued, scheduled or running (default: all three). "
+        "Retry: failed or cancelled (default: failed).")
+    queue: str | None = Field(None, description="Only jobs of this queue.", **NAME_RULES)
+    task: str | None = Field(None, description="Only jobs of this task.", **NAME_RULES)
+    limit: int | None = Field(
+        None, ge=1, le=BIGINT_MAX,
+        description=f"Change at most this many jobs (default {DEFAULT_LIMIT:,}); a count equal "
+        "to it means call again for the rest.")
+
+
+class BulkCount(BaseModel):
+    count: int = Field(description="How many jobs this request changed.")
 
 
 class QueueLimitsOut(BaseModel):

@@ -9,6 +9,7 @@ reaches rows through the primary key even when the table was never analyzed (aut
 """
 
 from .base import CLAIM_COLUMNS, JOB_COLUMNS, to_sqlalchemy
+from .control import ControlStatements
 from .jobs import JobStatements
 from .maintenance import MaintenanceStatements
 from .observe import ObserveStatements
@@ -18,8 +19,8 @@ from .worker import WorkerStatements
 
 
 class Statements(
-    JobStatements, QueueStatements, WorkerStatements, MaintenanceStatements, ObserveStatements,
-    TestingStatements,
+    JobStatements, ControlStatements, QueueStatements, WorkerStatements, MaintenanceStatements,
+    ObserveStatements, TestingStatements,
 ):
     """The statements for one schema, built once per ``PgQueue``."""
 

@@ -190,12 +190,18 @@
     if (!button || (button.dataset.confirm && !window.confirm(button.dataset.confirm))) return;
     button.disabled = true;
     try {
+      // Bulk actions carry their filter as a JSON body and answer how many jobs they changed.
+      const filter = button.dataset.body;
+      const headers = { Accept: "application/json" };
+      if (filter) headers["Content-Type"] = "application/json";
       const response = await fetch(button.dataset.action, {
-        method: "POST", credentials: "same-origin", headers: { Accept: "application/json" },
+        method: "POST", credentials: "same-origin", headers, body: filter || undefined,
       });
+      const body = await response.json().catch(() => ({}));
       if (!response.ok) {
-        const body = await response.json().catch(() => ({}));
         toast(typeof body.detail === "string" ? body.detail : `${response.status} ${response.statusText}`);
+      } else if (typeof body.count === "number") {
+        toast(`${button.dataset.done || "Changed"} ${body.count} job${body.count === 1 ? "" : "s"}`);
       }
     } catch (error) {
       toast(`Request failed: ${error}`);

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pgqueue {worker,migrate,demo}`` and ``python -m pgqueue.worker``.
+"""The commands that run pgqueue: ``worker`` (also ``python -m pgqueue.worker``) and ``migrate``.
 
 Errors a user can fix (no database, no schema, a wrong import path) end the command with one
 paragraph saying what to do and a non-zero exit code, never a traceback.
@@ -15,7 +15,7 @@ import signal
 import sys
 from typing import Any
 
-from .errors import ConfigurationError, DatabaseUnavailable, SchemaError
+from ..errors import ConfigurationError, DatabaseUnavailable, SchemaError
 
 EXIT_UNAVAILABLE = 1
 EXIT_USAGE = 2
@@ -41,7 +41,7 @@ examples:
 
 def load_queue(path: str) -> Any:
     """Import ``module:attribute`` (the current directory is importable, as with uvicorn)."""
-    from .queue import PgQueue
+    from ..queue import PgQueue
 
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
@@ -107,12 +107,13 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
-def _fail(message: str, code: int) -> int:
+def fail(message: str, code: int) -> int:
+    """Say what went wrong in one line on stderr; return the exit code."""
     print(f"pgqueue: {message}", file=sys.stderr)
     return code
 
 
-def _run_async(main: Any) -> Any:
+def run_async(main: Any) -> Any:
     try:
         import uvloop
     except ImportError:
@@ -148,15 +149,15 @@ async def _serve(args: argparse.Namespace) -> str | None:
 def run_worker(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
-        gave_up = _run_async(_serve(args))
+        gave_up = run_async(_serve(args))
     except DatabaseUnavailable as exc:
-        return _fail(f"{exc}. Is the server running, and is PGQUEUE_DSN right?", EXIT_UNAVAILABLE)
+        return fail(f"{exc}. Is the server running, and is PGQUEUE_DSN right?", EXIT_UNAVAILABLE)
     except SchemaError as exc:
-        return _fail(str(exc), EXIT_UNAVAILABLE)
+        return fail(str(exc), EXIT_UNAVAILABLE)
     except ConfigurationError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     if gave_up is not None:
-        return _fail(f"the worker stopped by itself: {gave_up}", EXIT_UNAVAILABLE)
+        return fail(f"the worker stopped by itself: {gave_up}", EXIT_UNAVAILABLE)
     return 0
 
 
@@ -165,33 +166,28 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from . import migrate
-    from .database import check_dsn
-    from .settings import load_settings
+    from ..database import check_dsn
+    from ..migrate import downgrade, upgrade
+    from ..settings import load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         settings = load_settings(dsn=args.dsn, schema=args.schema)
         dsn = check_dsn(settings.dsn)
         if args.downgrade:
-            migrate.downgrade(dsn, settings.schema, args.downgrade)
+            downgrade(dsn, settings.schema, args.downgrade)
         else:
-            migrate.upgrade(dsn, settings.schema, args.revision)
+            upgrade(dsn, settings.schema, args.revision)
     except ConfigurationError as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return fail(str(exc), EXIT_USAGE)
     except (OSError, DatabaseUnavailable) as exc:
-        return _fail(f"cannot migrate: {exc}", EXIT_UNAVAILABLE)
+        return fail(f"cannot migrate: {exc}", EXIT_UNAVAILABLE)
     print(f"pgqueue: schema {settings.schema!r} is {'at ' + args.downgrade if args.downgrade else 'up to date'}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pgqueue",
-        description="pgqueue: a PostgreSQL-native durable job queue.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_serve_commands(commands: Any) -> None:
+    """Add ``worker`` and ``migrate`` to the top-level subparsers."""
     worker = commands.add_parser("worker", help="run a worker", description=WORKER_DESCRIPTION,
                                  epilog=WORKER_EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         "migrate", help="create or upgrade pgqueue's schema",
         description="Apply pgqueue's migrations (the same Alembic scripts `alembic upgrade head` "
                     "runs). pgqueue keeps its own version table inside its schema.",
+        epilog="examples:\n  pgqueue migrate --dsn postgresql://app@db/app\n"
+               "  pgqueue migrate --downgrade base      # remove everything of pgqueue's",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     migrate.add_argument("--dsn", help="postgresql:// URL (default: PGQUEUE_DSN)")
     migrate.add_argument("--schema", help="schema name (default: PGQUEUE_SCHEMA or 'pgqueue')")
@@ -209,10 +208,3 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("--downgrade", metavar="REVISION",
                          help="downgrade to REVISION instead; 'base' removes everything")
     migrate.set_defaults(run=run_migrate)
-
-    from .demo import add_demo_parser
-
-    add_demo_parser(commands)
-
-    args = parser.parse_args(argv)
-    return args.run(args)
