@@ -163,12 +163,13 @@ class DedicatedConnection:
 
     The worker's claim and completion statements run on dedicated connections: no pool round
     trip, and each path gets the plan settings that suit it. Those are never startup parameters,
-    which a pooler (PgBouncer) refuses: they are set for each statement's own transaction
-    (``BEGIN; SET LOCAL …`` in one round trip, the statement, ``COMMIT``). With the statement
-    cache on, the first execution under ``plan_cache_mode=force_generic_plan`` makes the one
-    generic plan the connection keeps, shaped by the other settings; with the cache off
-    (``statement_cache_size=0``) every statement is planned for its own arguments and
-    ``plan_cache_mode`` has no plan to shape, so it is left out.
+    which a pooler (PgBouncer) refuses. With the statement cache on (a direct connection), they
+    are set once for the session right after connecting; the first execution under
+    ``plan_cache_mode=force_generic_plan`` then makes the one generic plan the connection keeps.
+    With the cache off (``statement_cache_size=0``, as behind a transaction pooler, where a
+    session setting would stay with whichever server connection took it), they are set for each
+    statement's own transaction (``BEGIN; SET LOCAL …`` in one round trip, the statement,
+    ``COMMIT``), and ``plan_cache_mode`` is left out: there is no kept plan to shape.
     """
 
     def __init__(self, dsn: str, statement_cache_size: int = 100, **settings: str) -> None:
@@ -178,7 +179,9 @@ class DedicatedConnection:
             settings = {**HOT_PATH_SETTINGS, **settings}
         if not statement_cache_size:
             settings.pop("plan_cache_mode", None)
-        self._set_local = _set_local(settings) if settings else None
+        pooled = not statement_cache_size
+        self._set_local = _set(settings, local=True) if settings and pooled else None
+        self._set_session = _set(settings, local=False) if settings and not pooled else None
         self._conn: asyncpg.Connection | None = None
         self._reconnecting = False
 
@@ -188,6 +191,8 @@ class DedicatedConnection:
             self._conn = await asyncpg.connect(
                 **_connect_kwargs(self._dsn, self._cache_size)
             )
+            if self._set_session is not None:
+                await self._conn.execute(self._set_session)
             address = note_server(self._dsn, self._conn, "dedicated connection")
             if self._reconnecting:
                 logger.info("reconnected to %s", address)
@@ -221,14 +226,15 @@ class DedicatedConnection:
                 conn.terminate()
 
 
-def _set_local(settings: dict[str, str]) -> str:
-    """``BEGIN`` and ``SET LOCAL`` of each setting, as one simple-protocol query. The names and
-    values come from pgqueue's code, never from users; checked all the same."""
-    parts = ["BEGIN"]
+def _set(settings: dict[str, str], *, local: bool) -> str:
+    """``SET`` of each setting as one simple-protocol query; ``local``: ``BEGIN`` and ``SET LOCAL``
+    for one transaction. The names and values come from pgqueue's code, never from users; checked
+    all the same."""
+    parts = ["BEGIN"] if local else []
     for name, value in settings.items():
         if not _SETTING_NAME.match(name) or "'" in value:
-            raise ValueError(f"not a setting pgqueue can SET LOCAL: {name}={value!r}")
-        parts.append(f"SET LOCAL {name} TO '{value}'")
+            raise ValueError(f"not a setting pgqueue can SET: {name}={value!r}")
+        parts.append(f"SET {'LOCAL ' if local else ''}{name} TO '{value}'")
     return "; ".join(parts)
 
 

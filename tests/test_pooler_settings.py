@@ -55,7 +55,7 @@ async def test_without_a_statement_cache_the_pool_prepares_nothing_by_name(
             assert await conn.fetchval(PREPARED) > 0  # the default keeps asyncpg's cache
 
 
-async def test_a_hot_path_without_a_statement_cache_sets_its_plan_settings_per_transaction(
+async def test_a_hot_path_sets_its_plan_settings_per_transaction_or_per_session(
     database_url: str,
 ) -> None:
     uncached = DedicatedConnection(database_url, 0, plan_cache_mode="force_generic_plan",
@@ -74,14 +74,18 @@ async def test_a_hot_path_without_a_statement_cache_sets_its_plan_settings_per_t
         assert conn is not None and not conn.is_in_transaction()
         assert await conn.fetchval("SHOW enable_seqscan") == "on"
 
-        # With the cache the generic plan is made and kept under the same settings, per
-        # transaction too: no startup parameter ever (PgBouncer would refuse it).
+        # With the cache (a direct connection) the settings are the session's, set once after
+        # connecting, never as startup parameters: the statement runs in one round trip, and
+        # its generic plan is made and kept under them.
         [row] = await cached.fetch(f"{SETTINGS}, ({PREPARED}) AS prepared")
         assert dict(row) == {"seqscan": "off", "jit": "off", "bitmapscan": "off",
                              "cache_mode": "force_generic_plan", "prepared": 1}
         conn = cached._conn
-        assert conn is not None
-        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+        assert conn is not None and not conn.is_in_transaction()
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        startup = await conn.fetchval(
+            "SELECT count(*) FROM pg_settings WHERE name = 'enable_seqscan' AND source = 'client'")
+        assert startup == 0  # set by SET (source 'session'), not sent at startup
     finally:
         await uncached.close()
         await cached.close()
