@@ -8,6 +8,7 @@ from .context import JobContext
 from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
+    JobLost,
     NotOpenError,
     PayloadTooLarge,
     PgQueueError,
@@ -27,6 +28,7 @@ __all__ = [
     "Enqueuer",
     "Job",
     "JobContext",
+    "JobLost",
     "JobStatus",
     "NotOpenError",
     "PayloadTooLarge",

@@ -12,9 +12,10 @@ from .base import CLAIM_COLUMNS, JOB_COLUMNS, to_sqlalchemy
 from .jobs import JobStatements
 from .maintenance import MaintenanceStatements
 from .worker import WorkerStatements
+from .workflows import WorkflowStatements
 
 
-class Statements(JobStatements, WorkerStatements, MaintenanceStatements):
+class Statements(JobStatements, WorkerStatements, MaintenanceStatements, WorkflowStatements):
     """The statements for one schema, built once per ``PgQueue``."""
 
 

@@ -29,6 +29,7 @@ from ..listener import Listener
 from ..messages import Cancel, Wake, read_jobs_message
 from ..task import OnFailure, Task
 from .claimer import Claimer
+from .completion import RunDatabase
 from .executor import Outcome, execute, unknown_task
 from .heartbeat import Heartbeat
 from .hooks import FailureHooks
@@ -89,6 +90,7 @@ class Worker:
         self._threads = SyncRunner()
         self._reporter = Reporter(backend)
         self._writer = OutcomeWriter(backend, self._reporter, self._written)
+        self._run_database = RunDatabase(backend)
         self._hooks = FailureHooks(tasks, on_failure)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
@@ -231,7 +233,7 @@ class Worker:
         """Start claimed jobs while there are free slots."""
         while (row := self._slots.next_to_start()) is not None:
             job = Job.from_claim(row, self.id)
-            ctx = JobContext(job, self._reporter)
+            ctx = JobContext(job, self._reporter, self._run_database)
             task = asyncio.create_task(self._run_job(job, ctx), name=f"pgqueue-job-{job.id}")
             self._slots.running[job.id] = Running(job, ctx, task)
             self._writer.started(job.id)
