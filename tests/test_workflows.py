@@ -194,3 +194,29 @@ async def test_a_released_job_with_a_later_run_at_is_scheduled(flows: PgQueue, d
         assert (await flows.wait(soon.id, timeout=60)).status is JobStatus.SUCCEEDED
     assert (await flows.get_job(later.id)).status is JobStatus.SCHEDULED
     assert (await flows.stats())["default"] == {"scheduled": 1, "succeeded": 2}
+
+
+async def test_api_and_dashboard_show_dependencies_both_ways(flows: PgQueue) -> None:
+    from .test_fastapi import PREFIX, asgi_client, make_app
+
+    resize = await flow_tasks.step.enqueue("resize")
+    thumb = await flow_tasks.step.using(after=[resize]).enqueue("thumb")
+    email = await flow_tasks.step.using(after=[resize, thumb]).enqueue("email")
+    async with asgi_client(make_app(flows)) as client:
+        detail = (await client.get(f"{PREFIX}/jobs/{email.id}")).json()
+        assert detail["status"] == "waiting"
+        assert detail["dependencies"] == [resize.id, thumb.id] and detail["dependents"] == []
+        detail = (await client.get(f"{PREFIX}/jobs/{resize.id}")).json()
+        assert detail["dependencies"] == [] and detail["dependents"] == [thumb.id, email.id]
+        assert (await client.get(f"{PREFIX}/stats")).json() == {
+            "default": {"queued": 1, "waiting": 2}}
+
+        page = (await client.get(f"{PREFIX}/ui/jobs/{email.id}")).text
+        assert (f'Waiting for <a href="{PREFIX}/ui/jobs/{resize.id}">#{resize.id}</a> step (queued), '
+                f'<a href="{PREFIX}/ui/jobs/{thumb.id}">#{thumb.id}</a> step (waiting)') in " ".join(
+                    page.split())
+        page = (await client.get(f"{PREFIX}/ui/jobs/{resize.id}")).text
+        assert f'href="{PREFIX}/ui/jobs/{email.id}">#{email.id}</a>' in page
+        assert "waiting-for" not in page
+        overview = (await client.get(f"{PREFIX}/")).text
+        assert "status-waiting" in overview

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..job import Job, JobStatus
 from ..queue import LogLine, WorkerInfo
 
+DEPENDENTS_SHOWN = 1000
+"""A job's dependents listed in its detail (a fan-out may have many more)."""
+
 
 class JobOut(BaseModel):
     """A job as it is at the moment of the request."""
@@ -59,9 +62,15 @@ class LogLineOut(BaseModel):
 
 
 class JobDetail(JobOut):
-    """A job with its log lines, oldest first."""
+    """A job with its log lines, oldest first, and its place in a workflow."""
 
     logs: list[LogLineOut]
+    dependencies: list[int] = Field(
+        default_factory=list, description="The jobs it was enqueued `after` (it runs once all of "
+        "them succeeded), by id.")
+    dependents: list[int] = Field(
+        default_factory=list, description=f"The first {DEPENDENTS_SHOWN} jobs enqueued `after` it, "
+        "by id.")
 
 
 class JobConflict(JobOut):
