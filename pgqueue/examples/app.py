@@ -108,7 +108,7 @@ class Registered(BaseModel):
 
 
 class NewOrder(BaseModel):
-    user_id: int
+    user_id: int = Field(ge=1, le=2**31 - 1)  # the column's range: more is a 422, not a 500
     amount_cents: int = Field(gt=0, le=10**9)
 
 
