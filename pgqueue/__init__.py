@@ -9,6 +9,7 @@ from .decisions import Fail, Snooze
 from .errors import (
     ConfigurationError,
     DatabaseUnavailable,
+    JobLost,
     NotOpenError,
     PayloadTooLarge,
     PgQueueError,
@@ -30,6 +31,7 @@ __all__ = [
     "Fail",
     "Job",
     "JobContext",
+    "JobLost",
     "JobStatus",
     "NotOpenError",
     "PayloadTooLarge",

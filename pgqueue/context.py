@@ -17,6 +17,14 @@ class Reporter(Protocol):
     def log(self, job_id: int, message: str) -> None: ...
 
 
+class RunDatabase(Protocol):
+    """What a running job may read and write in the database itself (the worker's)."""
+
+    async def dependencies(self, job: Job) -> list[Job]: ...
+
+    async def complete_in(self, conn: Any, job: Job, result: Any) -> None: ...
+
+
 class _Recorded:
     """What ``progress`` and ``log`` return: awaitable in async tasks, ignorable in sync ones.
 
@@ -44,10 +52,16 @@ class JobContext:
     task (running in a thread) call them plainly.
     """
 
-    def __init__(self, job: Job, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self, job: Job, reporter: Reporter | None = None, database: RunDatabase | None = None
+    ) -> None:
         self.job = job
         self._reporter = reporter
+        self._database = database
         self._cancelled = False  # a plain flag: set on the loop, read from a task's thread
+        self.completed_in = False
+        """True once ``complete_in`` marked the job succeeded (in a transaction that may still
+        roll back: the worker's own outcome is then written, guarded like any other)."""
 
     @property
     def attempt(self) -> int:
@@ -79,3 +93,28 @@ class JobContext:
     def signal_cancelled(self) -> None:
         """Called by the worker when the job is cancelled or timed out."""
         self._cancelled = True
+
+    async def dependencies(self) -> list[Job]:
+        """The jobs this one was enqueued ``after``, as they are now (with their results), in id
+        order. Async tasks only."""
+        return await self._run_database().dependencies(self.job)
+
+    async def complete_in(self, conn: Any, result: Any = None) -> None:
+        """Mark this run's job succeeded, with ``result``, inside ``conn``'s current transaction
+        (an asyncpg Connection, or a SQLAlchemy AsyncSession or AsyncConnection, on the same
+        database): the task's own writes and the job's completion commit together or not at all.
+
+        Raises ``pgqueue.JobLost``, having written nothing, when the job no longer belongs to this
+        run (rescued, cancelled or already completed): let it roll the transaction back. Once the
+        transaction commits, what the task returns or raises afterwards changes nothing.
+        """
+        await self._run_database().complete_in(conn, self.job, result)
+        self.completed_in = True
+
+    def _run_database(self) -> RunDatabase:
+        if self._database is None:
+            raise RuntimeError(
+                f"job {self.job.id} {self.job.task}: this JobContext was not made by a worker, so "
+                "it cannot reach the job's database row"
+            )
+        return self._database

@@ -37,8 +37,17 @@ class EnqueueOptions:
     max_attempts: int | None = None
     unique_key: str | None = None
     group: str | None = None
+    after: Sequence[Job | int] = ()
+    """Jobs (or their ids) this one waits for: it runs once all of them have succeeded."""
 
     def __post_init__(self) -> None:
+        if self.after:
+            object.__setattr__(self, "after", _dependency_ids(self.after))
+            if self.unique_key is not None:
+                raise ValueError(
+                    "unique_key and after do not combine: a job that waits holds no unique key; "
+                    "enqueue the waiting job without unique_key"
+                )
         if self.delay is not None and self.run_at is not None:
             raise ValueError("give either delay or run_at, not both")
         if self.run_at is not None and self.run_at.tzinfo is None:
@@ -61,6 +70,19 @@ class EnqueueOptions:
             delay = self.delay if isinstance(self.delay, timedelta) else timedelta(seconds=self.delay)
             return datetime.now(UTC) + delay
         return None
+
+
+def _dependency_ids(after: Any) -> tuple[int, ...]:
+    """The distinct ids of ``after`` (jobs or ids), ascending."""
+    if isinstance(after, (str, bytes, Job, int)) or not isinstance(after, Iterable):
+        raise TypeError(f"after must be a list of jobs or job ids, got {after!r}")
+    ids = set()
+    for item in after:
+        job_id = item.id if isinstance(item, Job) else item
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise TypeError(f"after must hold jobs or job ids (int), got {item!r}")
+        ids.add(job_id)
+    return tuple(sorted(ids))
 
 
 NO_OPTIONS = EnqueueOptions()
@@ -206,6 +228,7 @@ class _Batch:
         self.unique_key = options.unique_key
         self.group = options.group
         self.run_at = options.scheduled_for()
+        self.after = options.after
         self.encoded = encoded
         self.trace_context: str | None = None
         """The enqueue's OpenTelemetry context (JSON), stored with the jobs; None: not traced."""
@@ -214,6 +237,9 @@ class _Batch:
         """Insert; for a unique key that an unfinished job holds, return that job (and insert
         again if it finished in between)."""
         statements = self.task.backend.statements
+        if self.after:
+            rows = yield self._insert_after()
+            return self._inserted_after(rows[0])
         for _round in range(_MAX_UNIQUE_ROUNDS):
             rows = yield self._insert()
             if rows and rows[0]["ids"]:
@@ -248,6 +274,33 @@ class _Batch:
         ]
         statement = self.task.backend.statements.insert(many=many, unique=self.unique_key is not None)
         return statement, params
+
+    def _insert_after(self) -> Statement:
+        try:
+            args_json = dumps([c.args for c in self.encoded])
+            kwargs_json = dumps([c.kwargs for c in self.encoded])
+        except ValueError as exc:
+            raise ValueError(f"task {self.task.name}: {exc}") from None
+        params = [self.task.name, self.queue, self.priority, args_json, kwargs_json,
+                  self.max_attempts, self.run_at, None, list(self.after)]
+        return self.task.backend.statements.insert_after, params
+
+    def _inserted_after(self, row: Any) -> list[Job]:
+        if row["ids"] is None:
+            raise ValueError(
+                f"task {self.task.name}: after names job(s) that do not exist: "
+                f"{', '.join(map(str, sorted(row['missing'])))}; nothing was enqueued"
+            )
+        created_at, status = row["created_at"], JobStatus(row["status"])
+        jobs = []
+        for job_id, call in zip(row["ids"], self.encoded, strict=True):
+            job = Job.enqueued(job_id, self.task.name, self.queue, status, call.args, call.kwargs,
+                               self.priority, self.max_attempts, self.run_at or created_at,
+                               created_at, None)
+            job.error = row["error"]
+            job.finished_at = created_at if status is JobStatus.CANCELLED else None
+            jobs.append(job)
+        return jobs
 
     def _inserted(self, ids: list[int], created_at: datetime) -> list[Job]:
         status = (

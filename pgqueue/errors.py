@@ -25,3 +25,9 @@ class PayloadTooLarge(PgQueueError, ValueError):
 
 class NotOpenError(PgQueueError, RuntimeError):
     """A call needs the connection pool: use ``async with pgq:`` or ``await pgq.open()`` first."""
+
+
+class JobLost(PgQueueError):
+    """``ctx.complete_in`` found that the job no longer belongs to this run: it was rescued after
+    its worker was declared dead, cancelled, or already completed. Nothing was written; let the
+    exception roll back your transaction."""

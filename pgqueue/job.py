@@ -3,6 +3,8 @@ and is the one place that turns a row into a ``Job``.
 
 The state machine (``sql.py`` takes its status sets from here)::
 
+    waiting ──its last dependency succeeded──▶ queued, or scheduled if its run_at is later
+    waiting ──a dependency failed or was cancelled──▶ cancelled (and so on down the graph)
     scheduled ──run_at reached (scheduler)──▶ queued
     queued ──claimed by a worker──▶ running
     running ──returned──▶ succeeded
@@ -11,8 +13,10 @@ The state machine (``sql.py`` takes its status sets from here)::
     running ──raised ``Snooze``──▶ scheduled, the run not counted
     running ──its worker died (rescuer)──▶ queued, or failed when no attempts are left
     running ──graceful shutdown ran out of time──▶ queued, the attempt not counted
-    queued | scheduled | running ──cancel──▶ cancelled
-    failed | cancelled ──retry──▶ queued, with at least one more attempt
+    running ──complete_in (in the task's own transaction)──▶ succeeded
+    waiting | queued | scheduled | running ──cancel──▶ cancelled
+    failed | cancelled ──retry──▶ queued, with at least one more attempt (waiting, if a
+        dependency is unfinished; one that ended failed or cancelled no longer holds it back)
 
 ``succeeded``, ``failed`` and ``cancelled`` are final; the pruner deletes them after retention.
 """
@@ -28,6 +32,7 @@ from typing import Any
 
 
 class JobStatus(StrEnum):
+    WAITING = "waiting"
     QUEUED = "queued"
     SCHEDULED = "scheduled"
     RUNNING = "running"
@@ -41,7 +46,12 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-UNFINISHED_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING})
+UNFINISHED_STATUSES = frozenset(
+    {JobStatus.WAITING, JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING}
+)
+UNIQUE_KEY_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.RUNNING})
+"""The statuses in which a job holds its ``unique_key`` (the unique index's predicate); a job
+with a unique key never waits (``after`` and ``unique_key`` do not combine)."""
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 """What ``retry`` may move back to queued."""
 

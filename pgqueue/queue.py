@@ -206,6 +206,18 @@ class PgQueue:
         by_id = {row["id"]: Job.from_row(row) for row in rows}
         return [by_id.get(job_id) for job_id in job_ids]
 
+    async def dependencies(self, job_id: int) -> list[Job]:
+        """The jobs that job ``job_id`` was enqueued ``after``, in id order."""
+        async with self.acquire() as conn:
+            rows = await conn.fetch(self.statements.dependencies_of, job_id)
+        return [Job.from_row(row) for row in rows]
+
+    async def dependents(self, job_id: int, limit: int = 100) -> list[Job]:
+        """Up to ``limit`` of the jobs enqueued ``after`` job ``job_id``, in id order."""
+        async with self.acquire() as conn:
+            rows = await conn.fetch(self.statements.dependents_of, job_id, limit)
+        return [Job.from_row(row) for row in rows]
+
     async def list_jobs(
         self,
         *,

@@ -78,11 +78,13 @@ class Task:
     def using(self, conn: Any = None, **options: Any) -> Enqueuer:
         """Enqueue through ``conn`` (in its transaction) and/or with per-job options:
         ``delay``, ``run_at``, ``priority``, ``queue``, ``max_attempts``, ``unique_key``,
-        ``group``."""
+        ``group``, and ``after`` (jobs or ids this one waits for)."""
         try:
             opts = EnqueueOptions(**options) if options else NO_OPTIONS
         except TypeError:
             unknown = sorted(set(options) - set(EnqueueOptions.__dataclass_fields__))
+            if not unknown:
+                raise  # a known option with a bad value: its own message says which
             raise TypeError(
                 f"task {self.name}: unknown enqueue option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(EnqueueOptions.__dataclass_fields__)}"

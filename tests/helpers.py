@@ -30,15 +30,17 @@ def copy_sources(into: Path) -> Path:
     return into
 
 
-def start_worker(dsn: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``python -m pgqueue.worker tests.worker_tasks:pgq`` as a subprocess on ``dsn``.
+def start_worker(
+    dsn: str, *args: str, env: dict[str, str] | None = None, app: str = "tests.worker_tasks:pgq"
+) -> subprocess.Popen[str]:
+    """``python -m pgqueue.worker tests.worker_tasks:pgq`` (or ``app``) as a subprocess on ``dsn``.
 
     Its output goes to a file, not a pipe: a pipe nobody reads fills up, and then the worker's
     next log line blocks its whole event loop (heartbeat included).
     """
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pgqueue.worker", "tests.worker_tasks:pgq", *args],
+        [sys.executable, "-m", "pgqueue.worker", app, *args],
         cwd=ROOT,
         env={**os.environ, "PGQUEUE_DSN": dsn, **(env or {})},
         stdout=log,

@@ -19,14 +19,14 @@ or merge joins, or JIT), so no connection needs them as startup parameters,
 which a transaction pooler refuses.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-29
 """
 
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,10 @@
 """An example service: users register, and their welcome email is a job committed with them.
 
 ``POST /register`` inserts the user and enqueues ``send_welcome_email`` in one transaction: the job
-exists if and only if the user does, and no worker can pick it up before the commit. The pgqueue
+exists if and only if the user does, and no worker can pick it up before the commit. With an
+``avatar_url`` the email waits for a ``make_avatar_thumbnail`` job enqueued in the same
+transaction (a workflow). ``POST /orders`` records an order and its ``charge_order`` job, which
+marks the order paid and completes itself in one transaction (exactly once). The pgqueue
 dashboard is mounted at ``/pgqueue``, behind a token when ``EXAMPLE_DASHBOARD_TOKEN`` is set.
 
 Run it all in one process with ``python -m pgqueue demo``, or the parts separately::
@@ -25,7 +28,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import APIKeyCookie, APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import DateTime, String, func
+from sqlalchemy import DateTime, ForeignKey, String, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -34,7 +37,7 @@ from pgqueue.database import check_dsn
 from pgqueue.fastapi import create_router, lifespan, session_dependency
 from pgqueue.migrate import sqlalchemy_url
 
-from .tasks import pgq, send_welcome_email
+from .tasks import charge_order, make_avatar_thumbnail, pgq, send_welcome_email
 
 DASHBOARD_PREFIX = "/pgqueue"
 EMAIL_MAX = 320
@@ -65,6 +68,15 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    amount_cents: Mapped[int]
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 def _lowercase(email: str) -> str:
     """Emails are unique whatever their case, so they are kept lowercased. Lowering lengthens a
     few characters (``İ`` becomes two), so the length the column holds is checked again after."""
@@ -85,11 +97,25 @@ class Registration(BaseModel):
     )
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$",
                       examples=["Ada Lovelace"])
+    avatar_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://[^\x00]+$",
+                                   examples=["https://example.com/ada.png"])
 
 
 class Registered(BaseModel):
     user_id: int
     job_id: int = Field(description="The welcome email's job; follow it on the dashboard.")
+    thumbnail_job_id: int | None = Field(
+        default=None, description="The avatar's thumbnail job, which the email waits for.")
+
+
+class NewOrder(BaseModel):
+    user_id: int = Field(ge=1, le=2**31 - 1)  # the column's range: more is a 422, not a 500
+    amount_cents: int = Field(gt=0, le=10**9)
+
+
+class Ordered(BaseModel):
+    order_id: int
+    job_id: int = Field(description="The payment's job.")
 
 
 # -- the dashboard's guard ------------------------------------------------------------------------
@@ -166,9 +192,26 @@ def create_app(settings: Settings | None = None, *, worker: bool = False) -> Fas
             await session.flush()  # the INSERT: a duplicate email fails here, before any job
         except IntegrityError:
             raise HTTPException(409, f"{body.email} is already registered") from None
-        job = await send_welcome_email.using(session).enqueue(user.id, user.email)
-        return Registered(user_id=user.id, job_id=job.id)
-        # session_dependency commits the user and the job together before this response is sent
+        if body.avatar_url is None:
+            job = await send_welcome_email.using(session).enqueue(user.id, user.email)
+            return Registered(user_id=user.id, job_id=job.id)
+        # A workflow: the email runs once the thumbnail succeeded (and is cancelled if it fails).
+        thumbnail = await make_avatar_thumbnail.using(session).enqueue(user.id, body.avatar_url)
+        job = await send_welcome_email.using(session, after=[thumbnail]).enqueue(user.id, user.email)
+        return Registered(user_id=user.id, job_id=job.id, thumbnail_job_id=thumbnail.id)
+        # session_dependency commits the user and the jobs together before this response is sent
+
+    @app.post("/orders", status_code=201, response_model=Ordered,
+              responses={404: {"description": "No such user."}})
+    async def order(body: NewOrder, session: DbSession) -> Ordered:
+        """Record an order and the job that charges it, in one transaction."""
+        if await session.get(User, body.user_id) is None:
+            raise HTTPException(404, f"no user {body.user_id}")
+        placed = Order(user_id=body.user_id, amount_cents=body.amount_cents)
+        session.add(placed)
+        await session.flush()
+        job = await charge_order.using(session).enqueue(placed.id)
+        return Ordered(order_id=placed.id, job_id=job.id)
 
     @app.get("/", include_in_schema=False)
     async def home() -> FileResponse:

@@ -15,6 +15,7 @@ from sse_starlette import EventSourceResponse
 from ..queue import PgQueue
 from .params import Cursor, JobId, QueueFilter, StatusFilter, TaskFilter
 from .schemas import (
+    DEPENDENTS_SHOWN,
     BulkCount,
     BulkFilter,
     JobConflict,
@@ -71,7 +72,11 @@ def add_api_routes(router: APIRouter, pgq: PgQueue) -> None:
     async def get_job(job_id: JobId) -> JobDetail:
         job = await _job_or_404(job_id)
         logs = await pgq.job_logs(job_id)
-        return JobDetail(**job.model_dump(), logs=[LogLineOut.of(line) for line in logs])
+        return JobDetail(
+            **job.model_dump(), logs=[LogLineOut.of(line) for line in logs],
+            dependencies=[dependency.id for dependency in await pgq.dependencies(job_id)],
+            dependents=[dependent.id for dependent in await pgq.dependents(job_id, DEPENDENTS_SHOWN)],
+        )
 
     @router.post("/jobs/{job_id}/cancel", response_model=JobOut,
                  responses={**_NOT_FOUND, **_CONFLICT}, summary="Cancel a job")

@@ -29,6 +29,7 @@ _STATIC = {path.name: path for path in (_HERE / "static").iterdir() if path.is_f
 _STATUSES = list(JobStatus)
 _RECENT = 15
 _PAGE = 50
+_DEPENDENTS_SHOWN = 100  # on a job's page; the API lists more
 
 
 def _templates() -> Environment:
@@ -129,9 +130,13 @@ def add_pages(router: APIRouter, pgq: PgQueue) -> None:
         found = await pgq.get_job(job_id)
         if found is None:
             raise HTTPException(404, f"no job with id {job_id}")
+        dependencies = await pgq.dependencies(job_id)
         return render(
             request, "job.html", 3, page="jobs", job=found,
             logs=await pgq.job_logs(job_id),
+            dependencies=dependencies,
+            waiting_for=[job for job in dependencies if not job.status.is_final],
+            dependents=await pgq.dependents(job_id, _DEPENDENTS_SHOWN),
         )
 
     @router.get("/ui/queues/{name}", response_class=HTMLResponse, include_in_schema=False)

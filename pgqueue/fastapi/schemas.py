@@ -19,6 +19,8 @@ BIGINT_MAX = 2**63 - 1
 NAME_RULES: dict[str, Any] = {"min_length": 1, "max_length": 200, "pattern": r"^[^\x00]+$"}
 """Names are bounded text without NUL, which PostgreSQL text cannot hold (``params`` and the
 bulk filter body both check them)."""
+DEPENDENTS_SHOWN = 1000
+"""A job's dependents listed in its detail (a fan-out may have many more)."""
 
 
 class JobOut(BaseModel):
@@ -67,9 +69,15 @@ class LogLineOut(BaseModel):
 
 
 class JobDetail(JobOut):
-    """A job with its log lines, oldest first."""
+    """A job with its log lines, oldest first, and its place in a workflow."""
 
     logs: list[LogLineOut]
+    dependencies: list[int] = Field(
+        default_factory=list, description="The jobs it was enqueued `after` (it runs once all of "
+        "them succeeded), by id.")
+    dependents: list[int] = Field(
+        default_factory=list, description=f"The first {DEPENDENTS_SHOWN} jobs enqueued `after` it, "
+        "by id.")
 
 
 class JobConflict(JobOut):

@@ -16,11 +16,12 @@ from .observe import ObserveStatements
 from .queues import QueueStatements
 from .testing import TestingStatements
 from .worker import WorkerStatements
+from .workflows import WorkflowStatements
 
 
 class Statements(
     JobStatements, ControlStatements, QueueStatements, WorkerStatements, MaintenanceStatements,
-    ObserveStatements, TestingStatements,
+    ObserveStatements, TestingStatements, WorkflowStatements,
 ):
     """The statements for one schema, built once per ``PgQueue``."""
 

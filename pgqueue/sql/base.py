@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ..job import FINAL_STATUSES, RETRYABLE_STATUSES, UNFINISHED_STATUSES, JobStatus
+from ..job import (
+    FINAL_STATUSES,
+    RETRYABLE_STATUSES,
+    UNFINISHED_STATUSES,
+    UNIQUE_KEY_STATUSES,
+    JobStatus,
+)
 from ..messages import channel_names, sql_status, sql_wake
 from ..settings import validate_schema_name
 
@@ -36,6 +42,7 @@ CLAIM_COLUMNS = (
 _UNFINISHED = _status_list(UNFINISHED_STATUSES)
 _FINAL = _status_list(FINAL_STATUSES)
 _RETRYABLE = _status_list(RETRYABLE_STATUSES)
+_KEY_HOLDING = _status_list(UNIQUE_KEY_STATUSES)
 
 
 def to_sqlalchemy(statement: str) -> str:
@@ -57,6 +64,7 @@ class StatementsBase:
             unfinished=_UNFINISHED,
             final=_FINAL,
             retryable=_RETRYABLE,
+            key_holding=_KEY_HOLDING,
             columns=JOB_COLUMNS,
             claim_columns=CLAIM_COLUMNS,
         )

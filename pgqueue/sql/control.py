@@ -41,19 +41,20 @@ class ControlStatements(StatementsBase):
         if key not in self._cancels:
             self._cancels[key] = self._format(
                 _CANCEL.replace("{target}", self._target(statuses, queue=queue, task=task))
-                .replace("{told}", self._told("cancelled", "cancelled"))
+                .replace("{told}", self._told("cancelled", "'cancelled'"))
                 .replace("{stop}", sql_cancel(self.jobs_channel, "id"))
             )
         return self._cancels[key]
 
     def retry_jobs(self, statuses: frozenset[JobStatus], *, queue: bool, task: bool) -> str:
         """Put up to $1 failed or cancelled jobs in ``statuses`` back to queued, to run now with
-        at least one more attempt; $2, $3 as ``cancel_jobs``. Returns ``n``, the jobs retried."""
+        at least one more attempt (or to waiting, as the single ``retry``, where a dependency is
+        unfinished); $2, $3 as ``cancel_jobs``. Returns ``n``, the jobs retried."""
         key = (statuses, queue, task)
         if key not in self._retries:
             self._retries[key] = self._format(
                 _RETRY.replace("{target}", self._target(statuses, queue=queue, task=task))
-                .replace("{told}", self._told("retried", "queued"))
+                .replace("{told}", self._told("retried", "status"))
                 .replace("{wake}", self._wake("queue"))
             )
         return self._retries[key]
@@ -83,6 +84,12 @@ class ControlStatements(StatementsBase):
                     f"(SELECT r.id FROM {{s}}.ready r JOIN {{s}}.jobs j ON j.id = r.id "
                     f"WHERE true{ready_where}{where} LIMIT $1)"
                 )
+            elif status is JobStatus.WAITING:
+                # Found through the partial index of jobs with dependencies pending.
+                branches.append(
+                    f"(SELECT j.id FROM {{s}}.jobs j WHERE j.pending_dependencies > 0 "
+                    f"AND j.status = 'waiting'{where} LIMIT $1)"
+                )
             else:
                 branches.append(
                     f"(SELECT j.id FROM {{s}}.jobs j WHERE j.status = '{status}'{where} LIMIT $1)"
@@ -95,10 +102,12 @@ class ControlStatements(StatementsBase):
         )
 
     def _told(self, changed: str, status: str) -> str:
-        """Announce the changed jobs' new status, a bounded number of jobs per message."""
-        pairs = f"json_agg(json_build_array(id, '{status}'))"
+        """Announce the changed jobs' new status (an SQL expression over ``changed``), a bounded
+        number of jobs per message."""
+        pairs = f"json_agg(json_build_array(id, {status}))"
         return (
-            f"SELECT {self._status(pairs)} FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) "
+            f"SELECT {self._status(pairs)} FROM (SELECT id, {status} AS status, "
+            "(row_number() OVER (ORDER BY id) - 1) "
             f"/ {_EVENTS_PER_NOTIFY} AS chunk FROM {changed}) c GROUP BY chunk"
         )
 
@@ -107,7 +116,8 @@ _CANCEL = """
 WITH target AS (
     {target}
 ), cancelled AS (
-    UPDATE {s}.jobs j SET status = 'cancelled', finished_at = now()
+    UPDATE {s}.jobs j SET status = 'cancelled', finished_at = now(),
+        pending_dependencies = least(j.pending_dependencies, 0)
     WHERE j.id = ANY(ARRAY(SELECT id FROM target)) AND j.status IN {unfinished}
     RETURNING j.id, j.queue, j.priority, j.run_at
 ), counted AS (
@@ -132,18 +142,32 @@ SELECT (SELECT count(*) FROM cancelled) AS n, (SELECT count(*) FROM stopped) AS 
 _RETRY = """
 WITH target AS (
     {target}
+), dependencies AS (
+    -- As the single retry: a job enqueued after others waits again for the unfinished ones,
+    -- locked so that none finishes unseen meanwhile.
+    SELECT d.job_id, dep.status FROM {s}.job_dependencies d
+    JOIN {s}.jobs dep ON dep.id = d.depends_on
+    WHERE d.job_id = ANY(ARRAY(SELECT id FROM target))
+    FOR SHARE OF dep
+), pending AS (
+    SELECT job_id, count(*) FILTER (WHERE status IN {unfinished}) AS n
+    FROM dependencies GROUP BY job_id
 ), retried AS (
     UPDATE {s}.jobs j
-    SET status = 'queued', run_at = now(), finished_at = NULL, worker_id = NULL,
+    SET status = CASE WHEN p.n > 0 THEN 'waiting'::{s}.job_status ELSE 'queued' END,
+        pending_dependencies = CASE WHEN j.pending_dependencies IS NOT NULL
+                                    THEN coalesce(p.n, 0) END,
+        run_at = now(), finished_at = NULL, worker_id = NULL,
         max_attempts = greatest(j.max_attempts, j.attempts + 1), progress = NULL,
         progress_message = NULL
-    WHERE j.id = ANY(ARRAY(SELECT id FROM target)) AND j.status IN {retryable}
-    RETURNING j.id, j.queue
+    FROM target t LEFT JOIN pending p ON p.job_id = t.id
+    WHERE j.id = ANY(ARRAY(SELECT id FROM target)) AND j.id = t.id AND j.status IN {retryable}
+    RETURNING j.id, j.queue, j.status::text AS status
 ), counted AS (
     INSERT INTO {s}.job_count_changes (queue, status, n)
     SELECT queue, previous, -count(*) FROM target GROUP BY queue, previous
 ), woke AS (
-    SELECT {wake} FROM (SELECT DISTINCT queue FROM retried) q
+    SELECT {wake} FROM (SELECT DISTINCT queue FROM retried WHERE status = 'queued') q
 ), told AS (
     {told}
 )

@@ -45,7 +45,7 @@ class JobStatements(StatementsBase):
         )
         conflict = (
             "ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL "
-            "AND status IN {unfinished} DO NOTHING"
+            "AND status IN {key_holding} DO NOTHING"
         )
         one = (
             f"INSERT INTO {{s}}.jobs ({columns}) "
@@ -75,7 +75,7 @@ class JobStatements(StatementsBase):
     def unfinished_by_unique_key(self) -> str:
         return self._format(
             "SELECT {columns} FROM {s}.jobs WHERE unique_key = ANY($1::text[]) "
-            "AND status IN {unfinished}"
+            "AND status IN {key_holding}"
         )
 
     # -- inspect ---------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ class JobStatements(StatementsBase):
     @cached_property
     def stats(self) -> str:
         """Counts per queue and status, none of them by counting history: queued from the ready
-        ring, scheduled and running through their partial indexes, finished ones from the kept
+        ring, waiting, scheduled and running through their partial indexes, finished ones from the kept
         counts (folded totals plus the changes appended since)."""
         return self._format(
             """
@@ -100,6 +100,11 @@ class JobStatements(StatementsBase):
                 UNION ALL
                 SELECT queue, 'scheduled', count(*) FROM {s}.jobs WHERE status = 'scheduled'
                 GROUP BY queue
+                UNION ALL
+                -- Through the index of jobs_waiting (migration 0003): only waiting jobs have
+                -- pending dependencies.
+                SELECT queue, 'waiting', count(*) FROM {s}.jobs
+                WHERE pending_dependencies > 0 AND status = 'waiting' GROUP BY queue
                 UNION ALL
                 SELECT queue, 'running', count(*) FROM {s}.jobs WHERE status = 'running'
                 GROUP BY queue
@@ -149,7 +154,8 @@ class JobStatements(StatementsBase):
         return self._format(
             """
             WITH cancelled AS (
-                UPDATE {s}.jobs SET status = 'cancelled', finished_at = now()
+                UPDATE {s}.jobs SET status = 'cancelled', finished_at = now(),
+                    pending_dependencies = least(pending_dependencies, 0)
                 WHERE id = $1 AND status IN {unfinished}
                 RETURNING id, queue, priority, run_at,
                           (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
@@ -175,23 +181,38 @@ class JobStatements(StatementsBase):
 
     @cached_property
     def retry(self) -> str:
-        """Put a failed or cancelled job back to queued, now, with at least one attempt left."""
+        """Put a failed or cancelled job back to queued, now, with at least one attempt left.
+
+        A job enqueued ``after`` others waits again for those that are unfinished (locked and read
+        as they are now, as at enqueue); one that ended failed or cancelled no longer holds it.
+        """
         return self._format(
             """
-            WITH retried AS (
+            WITH dependencies AS (
+                SELECT status FROM {s}.jobs
+                WHERE id = ANY(ARRAY(SELECT depends_on FROM {s}.job_dependencies WHERE job_id = $1))
+                FOR SHARE
+            ), pending AS (
+                SELECT count(*) FILTER (WHERE status IN {unfinished}) AS n FROM dependencies
+            ), retried AS (
                 UPDATE {s}.jobs
-                SET status = 'queued', run_at = now(), finished_at = NULL, worker_id = NULL,
+                SET status = CASE WHEN p.n > 0 THEN 'waiting'::{s}.job_status ELSE 'queued' END,
+                    pending_dependencies = CASE WHEN pending_dependencies IS NOT NULL THEN p.n END,
+                    run_at = now(), finished_at = NULL, worker_id = NULL,
                     max_attempts = greatest(max_attempts, attempts + 1), progress = NULL,
                     progress_message = NULL
+                FROM pending p
                 WHERE id = $1 AND status IN {retryable}
-                RETURNING id, queue, (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
+                RETURNING id, queue, {s}.jobs.status::text AS status,
+                          (SELECT status FROM {s}.jobs WHERE id = $1) AS previous
             ), counted AS (
                 INSERT INTO {s}.job_count_changes (queue, status, n)
                 SELECT queue, previous, -1 FROM retried
             )
-            SELECT id, {wake}, {told} FROM retried
+            SELECT id, CASE WHEN status = 'queued' THEN {wake} END,
+                   {told} FROM retried
             """.replace("{wake}", self._wake("queue"))
-            .replace("{told}", self._status("json_build_array(json_build_array(id, 'queued'))"))
+            .replace("{told}", self._status("json_build_array(json_build_array(id, status))"))
         )
 
     @cached_property

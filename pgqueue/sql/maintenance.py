@@ -135,10 +135,15 @@ class MaintenanceStatements(StatementsBase):
                 SELECT id FROM {s}.jobs WHERE id > $4 AND {expired} ORDER BY id LIMIT $3
             ), pruned AS (
                 DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(SELECT id FROM old)) AND {expired}
-                RETURNING queue, status
+                RETURNING id, queue, status, pending_dependencies
             ), counted AS (
                 INSERT INTO {s}.job_count_changes (queue, status, n)
                 SELECT queue, status, -count(*) FROM pruned GROUP BY queue, status
+            ), unlinked AS (
+                -- The links of jobs that had dependencies go with them (no foreign key: its
+                -- check would cost every delete of a job).
+                DELETE FROM {s}.job_dependencies WHERE job_id = ANY(ARRAY(
+                    SELECT id FROM pruned WHERE pending_dependencies IS NOT NULL))
             )
             SELECT (SELECT count(*) FROM pruned) AS deleted, (SELECT max(id) FROM old) AS last_id
             """.replace("{expired}", expired)

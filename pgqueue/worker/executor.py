@@ -35,6 +35,9 @@ class Outcome:
     """``Snooze``: scheduled ``delay`` seconds on, the run not counted (status is SCHEDULED)."""
     recorded: bool = False
     """Set once written: the row took this outcome (False: cancelled or rescued meanwhile)."""
+    completed_in: bool = False
+    """The task called ``ctx.complete_in``: if its transaction committed, the row is final and
+    the write of this outcome, guarded like any other, leaves it alone."""
 
     @property
     def row(self) -> tuple[int, int, str, str | None, str | None, float]:
@@ -89,6 +92,7 @@ async def execute(task: Task, job: Job, ctx: JobContext, threads: SyncRunner) ->
     except Exception as exc:
         error = "".join(traceback.format_exception(exc))
         outcome = _failure(task, job, error, retryable=True)
+        outcome.completed_in = ctx.completed_in
         if outcome.status is JobStatus.FAILED:
             logger.error("job %s %s: failed on attempt %s of %s: %r", job.id, job.task,
                          job.attempts, job.max_attempts, exc)
@@ -97,22 +101,32 @@ async def execute(task: Task, job: Job, ctx: JobContext, threads: SyncRunner) ->
                            job.task, exc, job.attempts, job.max_attempts, outcome.delay)
         return outcome
     try:
-        if result is None:
-            result_json = None
-        elif type(result) in (int, str, bool):
-            result_json = json.dumps(result)
-        else:
-            result_json = json.dumps(to_jsonable_python(result), allow_nan=False)
-        if result_json is not None and "\\u0000" in result_json and holds_nul(json.loads(result_json)):
-            raise ValueError("it holds the character U+0000, which PostgreSQL cannot store")
-    except (PydanticSerializationError, TypeError, ValueError) as exc:
-        error = (f"ResultNotSerializable: task {job.task} returned a {type(result).__name__}, "
-                 f"which is not JSON-serializable: {exc}")
+        result_json = encode_result(result)
+    except ValueError as exc:
+        error = f"ResultNotSerializable: task {job.task} returned {exc}"
         logger.error("job %s %s: %s", job.id, job.task, error)
-        return Outcome(job, JobStatus.FAILED, error=error)
+        return Outcome(job, JobStatus.FAILED, error=error, completed_in=ctx.completed_in)
     if logger.isEnabledFor(logging.INFO):
         logger.info("job %s %s: succeeded in %.3f s", job.id, job.task, time.monotonic() - started)
-    return Outcome(job, JobStatus.SUCCEEDED, result_json=result_json)
+    return Outcome(job, JobStatus.SUCCEEDED, result_json=result_json,
+                   completed_in=ctx.completed_in)
+
+
+def encode_result(result: Any) -> str | None:
+    """A task's result as JSON text; ``ValueError`` saying why when it cannot be stored."""
+    try:
+        if result is None:
+            return None
+        if type(result) in (int, str, bool):
+            return json.dumps(result)
+        result_json = json.dumps(to_jsonable_python(result), allow_nan=False)
+        if "\\u0000" in result_json and holds_nul(json.loads(result_json)):
+            raise ValueError("it holds the character U+0000, which PostgreSQL cannot store")
+    except (PydanticSerializationError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"a {type(result).__name__}, which is not JSON-serializable: {exc}"
+        ) from None
+    return result_json
 
 
 class _TimedOut(Exception):

@@ -155,7 +155,10 @@ class OutcomeWriter:
         written_ids = set(written["ids"] or ())
         for outcome in batch:
             outcome.recorded = outcome.job.id in written_ids
-            if not outcome.recorded:
+            if not outcome.recorded and outcome.completed_in:
+                logger.debug("job %s %s: completed in the task's own transaction", outcome.job.id,
+                             outcome.job.task)
+            elif not outcome.recorded:
                 logger.info(
                     "job %s %s: outcome %s not recorded: the job was cancelled or rescued meanwhile",
                     outcome.job.id, outcome.job.task, outcome.status,

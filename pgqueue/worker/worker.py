@@ -30,6 +30,7 @@ from ..messages import Cancel, Wake, read_jobs_message
 from ..task import OnFailure, Task
 from ..tracing import configured as tracing_configured
 from .claimer import Claimer
+from .completion import RunDatabase
 from .executor import Outcome, execute, unknown_task
 from .heartbeat import Heartbeat
 from .hooks import FailureHooks
@@ -95,6 +96,7 @@ class Worker:
         self._threads = SyncRunner()
         self._reporter = Reporter(backend)
         self._writer = OutcomeWriter(backend, self._reporter, self._written)
+        self._run_database = RunDatabase(backend)
         self._hooks = FailureHooks(tasks, on_failure)
         port = backend.settings.metrics_port if metrics_port is None else metrics_port
         self.metrics = None if port is None else WorkerMetrics(port, backend.settings.metrics_host)
@@ -247,7 +249,7 @@ class Worker:
         """Start claimed jobs while there are free slots."""
         while (row := self._slots.next_to_start()) is not None:
             job = Job.from_claim(row, self.id)
-            ctx = JobContext(job, self._reporter)
+            ctx = JobContext(job, self._reporter, self._run_database)
             task = asyncio.create_task(self._run_job(job, ctx), name=f"pgqueue-job-{job.id}")
             self._slots.running[job.id] = Running(job, ctx, task)
             self._writer.started(job.id)
