@@ -282,7 +282,8 @@ class _Batch:
         except ValueError as exc:
             raise ValueError(f"task {self.task.name}: {exc}") from None
         params = [self.task.name, self.queue, self.priority, args_json, kwargs_json,
-                  self.max_attempts, self.run_at, None, list(self.after)]
+                  self.max_attempts, self.run_at, None, list(self.after), self.group,
+                  self.trace_context]
         return self.task.backend.statements.insert_after, params
 
     def _inserted_after(self, row: Any) -> list[Job]:
@@ -296,7 +297,7 @@ class _Batch:
         for job_id, call in zip(row["ids"], self.encoded, strict=True):
             job = Job.enqueued(job_id, self.task.name, self.queue, status, call.args, call.kwargs,
                                self.priority, self.max_attempts, self.run_at or created_at,
-                               created_at, None)
+                               created_at, None, self.group)
             job.error = row["error"]
             job.finished_at = created_at if status is JobStatus.CANCELLED else None
             jobs.append(job)

@@ -102,3 +102,18 @@ class QueueInfo:
         """Queued jobs that wait because the queue's concurrency limit is reached."""
         limit = self.limits["concurrency"]
         return self.counts.get("queued", 0) if limit is not None and self.running >= limit else 0
+
+
+def queue_infos(
+    counts: Mapping[str, dict[str, int]], paused: set[str], limited: Mapping[str, Mapping[str, Any]]
+) -> list[QueueInfo]:
+    """Every queue that has jobs (``counts``, as ``stats()``), is paused or has limits (rows of
+    ``queues``), by name."""
+    return [
+        QueueInfo(
+            name, name in paused, counts.get(name, {}),
+            limits_from_row(limited[name]) if name in limited else limits_from_row(None),
+            counts.get(name, {}).get("running", 0),
+        )
+        for name in sorted(set(counts) | paused | set(limited))
+    ]

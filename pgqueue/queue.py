@@ -16,7 +16,7 @@ from .control import BulkControl
 from .enqueue import Enqueuer
 from .events import EventHub
 from .job import Job, JobStatus
-from .limits import NO_LIMITS, UNSET, QueueInfo, QueueLimits, limit_changes, limits_from_row
+from .limits import UNSET, QueueInfo, QueueLimits, limit_changes, limits_from_row, queue_infos
 from .settings import Settings, load_settings
 from .sql import Statements
 from .stats import StatsReader
@@ -367,14 +367,7 @@ class PgQueue:
         async with self.acquire() as conn:
             paused = {row["name"] for row in await conn.fetch(self.statements.paused_queues)}
             limited = {row["name"]: row for row in await conn.fetch(self.statements.limited_queues)}
-        return [
-            QueueInfo(
-                name, name in paused, counts.get(name, {}),
-                limits_from_row(limited[name]) if name in limited else dict(NO_LIMITS),  # type: ignore[arg-type]
-                counts.get(name, {}).get("running", 0),
-            )
-            for name in sorted(set(counts) | paused | set(limited))
-        ]
+        return queue_infos(counts, paused, limited)
 
     # -- workers ---------------------------------------------------------------------------------
 

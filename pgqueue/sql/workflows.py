@@ -17,7 +17,8 @@ class WorkflowStatements(StatementsBase):
     def insert_after(self) -> str:
         """Insert jobs that depend on jobs $9 (distinct ids), in one statement.
 
-        Parameters as ``insert(many=True, ...)`` ($1..$8, no unique key), plus $9. The dependencies
+        Parameters as ``insert(many=True, ...)`` ($1..$8, no unique key), $9, then the group $10
+        and the trace context $11. The dependencies
         are locked (until the enqueueing transaction ends) so that none finishes between reading
         its status here and this job's link becoming visible to the trigger that releases its
         dependents. Unfinished ones make the jobs ``waiting``; an already failed or cancelled one
@@ -45,7 +46,8 @@ class WorkflowStatements(StatementsBase):
                 WHERE id = ANY(ARRAY(SELECT id FROM parents)) AND has_dependents IS NOT TRUE
             ), inserted AS (
                 INSERT INTO {s}.jobs (task, queue, priority, args, kwargs, max_attempts, run_at,
-                                      status, pending_dependencies, error, finished_at)
+                                      status, pending_dependencies, error, finished_at, group_key,
+                                      trace_context)
                 SELECT $1, $2, $3, a, k, $6, coalesce($7::timestamptz, now()),
                        CASE WHEN st.error IS NOT NULL THEN 'cancelled'::{s}.job_status
                             WHEN st.pending > 0 THEN 'waiting'::{s}.job_status
@@ -53,7 +55,7 @@ class WorkflowStatements(StatementsBase):
                             ELSE 'queued'::{s}.job_status END,
                        CASE WHEN st.error IS NOT NULL THEN -1 ELSE st.pending END,
                        st.error,
-                       CASE WHEN st.error IS NOT NULL THEN now() END
+                       CASE WHEN st.error IS NOT NULL THEN now() END, $10::text, $11::jsonb
                 FROM state st, ROWS FROM (jsonb_array_elements($4::jsonb),
                                           jsonb_array_elements($5::jsonb)) AS x(a, k)
                 WHERE st.found = cardinality($9::bigint[]) AND $8::text IS NULL
