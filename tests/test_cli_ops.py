@@ -149,9 +149,9 @@ async def test_queues_pause_resume_and_list(pgq: PgQueue, database_url: str, job
     assert await pgq.paused_queues() == ["sms"]
     out = await run("queues", "list", dsn=database_url)
     lines = out.stdout.splitlines()
-    assert lines[0].split()[:3] == ["QUEUE", "STATE", "QUEUED"]
+    assert lines[0].split()[:4] == ["QUEUE", "STATE", "WAITING", "QUEUED"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["sms"][:3] == ["sms", "paused", "1"]
+    assert rows["sms"][:4] == ["sms", "paused", "0", "1"]
     assert rows["mail"][1] == "active"
     out = await run("queues", "resume", "sms", dsn=database_url)
     assert out.returncode == 0 and await pgq.paused_queues() == []

@@ -37,6 +37,7 @@ from ..job import Job, JobStatus
 from ..messages import status_messages
 from ..queue import PgQueue
 from ..sql import Statements
+from ..worker.completion import RunDatabase
 from ..worker.executor import Outcome, execute, unknown_task
 from ..worker.threads import SyncRunner
 
@@ -148,13 +149,14 @@ class Inline:
     async def _run_job(self, conn: asyncpg.Connection, threads: SyncRunner, job_id: int) -> None:
         """Run the job until it succeeds or fails for good (at most its ``max_attempts`` runs)."""
         statements, tasks = self._pgq.statements, self._pgq.tasks
+        database = RunDatabase(self._pgq.backend)  # for ctx.dependencies() and ctx.complete_in()
         runs = 0
         while (row := await conn.fetchrow(statements.take_inline, job_id)) is not None:
             job = Job.from_claim(tuple(row), None)
             task = tasks.get(job.task)
             report = _Report()
             outcome = (unknown_task(job, list(tasks)) if task is None
-                       else await execute(task, job, JobContext(job, report), threads))
+                       else await execute(task, job, JobContext(job, report, database), threads))
             await report.write(conn, statements)
             await conn.fetch(statements.write_outcomes, *([value] for value in outcome.row))
             await conn.fetch(statements.announce,
