@@ -104,4 +104,6 @@ def test_flow_benchmark_runs_for_pgqueue(tmp_path: Path) -> None:
     cases = scenarios["explain"]["cases"]
     assert all(c["statements"] > 0 for c in cases)
     assert any("leases" in q for c in cases for q in c["queries"])  # the limited claim's plan
+    # A lease's job is looked up by its key, never by scanning every running job per lease.
+    assert not [c["case"] for c in cases if any("jobs_running" in p for p in c["plans"])]
     assert "Concurrency limit" in proc.stdout and out.with_suffix(".md").exists()
