@@ -99,7 +99,8 @@ def entries(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
             {"label": "awa", "contestant": "awa",
              "worker": {"rate_limit": [float(rate), 1], "max_workers": args.concurrency},
              "setting": f"queue rate_limit=({rate}.0, burst 1) in each process",
-             "promise": "a token bucket per queue in each worker process"},
+             "promise": "a token bucket in each worker runtime's dispatcher (read from 0.6.9's "
+                        "API; nothing says it holds across processes)"},
             {"label": "pgqueuer", "contestant": "pgqueuer", "skip": True, "setting": "-",
              "promise": "not available (1.6 has no rate limit: requests_per_second was removed)"},
             {"label": "procrastinate", "contestant": "procrastinate", "skip": True,
