@@ -80,6 +80,26 @@ async def explain_claim(conn: Any, pgq: PgQueue, queues: list[str] | None, n: in
     return notices
 
 
+def statements_only() -> PgQueue:
+    """A PgQueue never opened, for its statements' text (the flow benchmark's EXPLAIN)."""
+    return PgQueue(dsn="postgresql://unused/x", schema=SCHEMA)
+
+
+async def claim_now(conn: Any, queues: list[str] | None, n: int, worker_id: int = 0) -> int:
+    """Claim up to ``n`` jobs of ``queues`` and commit, as a worker would (the jobs stay
+    ``running``: in a limited queue they hold its slots); returns how many."""
+    return len(await conn.fetch(statements_only().statements.claim, queues, n, worker_id))
+
+
+async def claim_times(conn: Any) -> dict[int, float]:
+    """Per job (its first argument), when pgqueue's claim started it (``started_at``, the moment
+    a rate limit counts), in epoch seconds: a diagnostic beside the task's own start."""
+    rows = await conn.fetch(f"SELECT (args->>0)::bigint AS i, "
+                            f"extract(epoch FROM started_at)::float8 AS t FROM {JOBS} "
+                            "WHERE started_at IS NOT NULL")
+    return {r["i"]: r["t"] for r in rows}
+
+
 def write_outcomes_statement(pgq: PgQueue) -> str:
     return pgq.statements.write_outcomes
 

@@ -2,7 +2,8 @@
 
 No timing is asserted: these only prove that ``python -m benchmarks.run`` drives the pgqueue
 contestant (through the public API) and the raw baseline through every scenario and reports
-numbers, and that ``benchmarks.scale`` and ``benchmarks.memory`` complete. They need a server where databases may be created:
+numbers, and that ``benchmarks.scale``, ``benchmarks.memory`` and ``benchmarks.flow`` (pgqueue
+only) complete. They need a server where databases may be created:
 ``PGQUEUE_TEST_DSN`` (its database is used for CREATE/DROP DATABASE).
 """
 
@@ -81,3 +82,28 @@ def test_scale_and_memory_scripts_run(tmp_path: Path) -> None:
     assert "RSS start" in memory.stdout
     result = json.loads((tmp_path / "memory.json").read_text())
     assert result["handler_calls"] == 500 and result["samples"][-1]["rss_mb"] > 0
+
+
+def test_flow_benchmark_runs_for_pgqueue(tmp_path: Path) -> None:
+    out = tmp_path / "flow.json"
+    proc = _run("flow", ["--contestants", "pgqueue", "--n-limit", "60", "--n-rate", "60",
+                 "--n-fair", "200", "--fair-warmup", "20", "--n-drain", "200", "--reps", "1",
+                 "--explain-backlog", "100", "--timeout", "120", "--loop", LOOP,
+                 "--dsn-base", DSN, "--db-prefix", _prefix(), "--out", str(out)], timeout=600)
+    doc = json.loads(out.read_text())
+    scenarios = doc["scenarios"]
+    for name in ("limit", "rate", "fair"):
+        failed = [(r["label"], r.get("error_tail")) for r in scenarios[name] if r["ok"] is False]
+        assert not failed, failed
+    limit = scenarios["limit"][0]
+    assert limit["label"] == "pgqueue" and limit["distinct_jobs"] == 60
+    assert 1 <= limit["most_at_once"] and limit["jobs_per_s"] > 0
+    assert scenarios["rate"][0]["most_starts_in_1s"] >= 1
+    assert all(r["b_wait_s"] is not None for r in scenarios["fair"] if r["ok"])
+    assert scenarios["drain"]["ratio"] > 0
+    cases = scenarios["explain"]["cases"]
+    assert all(c["statements"] > 0 for c in cases)
+    assert any("leases" in q for c in cases for q in c["queries"])  # the limited claim's plan
+    # A lease's job is looked up by its key, never by scanning every running job per lease.
+    assert not [c["case"] for c in cases if any("jobs_running" in p for p in c["plans"])]
+    assert "Concurrency limit" in proc.stdout and out.with_suffix(".md").exists()

@@ -45,6 +45,11 @@ _TAKE = """
     )
 """
 
+# The status of a lease's job in the attempt it leased (NULL once that attempt is over).
+_LEASE_JOB_STATUS = (
+    "(SELECT j.status FROM {s}.jobs j WHERE j.id = l.job_id AND j.attempts = l.attempt)"
+)
+
 # The claim of queues without limits: the best ready rows of every queue asked for.
 _CLAIM_FREE = """
     RETURN QUERY
@@ -131,15 +136,17 @@ BEGIN
     -- The caller holds this queue's row lock, and each statement here sees what earlier holders
     -- committed. A lease holds a slot while its job runs that attempt, and counts against the
     -- rate while it is in the window.
+    -- A lease's job is found by its primary key, its status compared outside that lookup: with
+    -- `status = 'running'` inside, the planner may scan the partial index jobs_running for every
+    -- lease instead (leases x running jobs per claim).
     DELETE FROM {s}.leases l
     WHERE l.queue = limits.name
       AND (limits.rate IS NULL OR l.started_at <= window_start)
-      AND NOT EXISTS (SELECT 1 FROM {s}.jobs j
-                      WHERE j.id = l.job_id AND j.attempts = l.attempt AND j.status = 'running');
-    SELECT count(j.id), count(*) FILTER (WHERE l.started_at > window_start)
+      AND {lease_job_status} IS DISTINCT FROM 'running';
+    SELECT count(*) FILTER (WHERE {lease_job_status} = 'running'),
+           count(*) FILTER (WHERE l.started_at > window_start)
     INTO running, recent
     FROM {s}.leases l
-    LEFT JOIN {s}.jobs j ON j.id = l.job_id AND j.attempts = l.attempt AND j.status = 'running'
     WHERE l.queue = limits.name;
     IF limits.concurrency IS NOT NULL THEN
         room := least(room, limits.concurrency - running);
@@ -180,8 +187,8 @@ BEGIN
         FROM groups g WHERE g.group_key IS NOT NULL
     ), busy AS (
         SELECT l.group_key, count(*)::integer AS n FROM {s}.leases l
-        JOIN {s}.jobs j ON j.id = l.job_id AND j.attempts = l.attempt AND j.status = 'running'
         WHERE l.queue = limits.name AND l.group_key IS NOT NULL
+          AND {lease_job_status} = 'running'
         GROUP BY l.group_key
     ), offered AS (
         SELECT c.*, coalesce(b.n, 0) AS busy FROM groups g
@@ -246,7 +253,8 @@ def _functions() -> list[str]:
     claim_free = _CLAIM_FREE.replace("{take}", _TAKE.strip().replace("{started}", "now()"))
     take_limited = _TAKE.strip().replace("{started}", "clock_timestamp()")
     return [
-        CLAIM_LIMITED.replace("{take}", take_limited).replace("{planner}", _PLANNER),
+        CLAIM_LIMITED.replace("{take}", take_limited).replace("{planner}", _PLANNER)
+        .replace("{lease_job_status}", _LEASE_JOB_STATUS),
         CLAIM.replace("{planner}", _PLANNER)
         .replace("{claim_all}", claim_free.replace("{asked}", _ALL_QUEUES))
         .replace("{claim_listed}", claim_free.replace("{asked}", _ASKED)),
