@@ -123,3 +123,38 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+# -- the tasks that worker subprocesses run (tests/worker_tasks.py, tests/flow_tasks.py) ---------
+
+
+@pytest.fixture
+async def tasks_db(db: asyncpg.Connection) -> asyncpg.Connection:
+    """``db``, with the tables the worker tasks record their runs in and wait on."""
+    from . import worker_tasks
+
+    await db.execute(worker_tasks.CREATE_RUNS)
+    await db.execute(worker_tasks.CREATE_GATES)
+    return db
+
+
+@pytest.fixture
+async def producer(database_url: str) -> AsyncIterator[PgQueue]:
+    """The tests' own handle on the worker tasks' queue (same task names as the subprocesses)."""
+    from . import worker_tasks
+
+    worker_tasks.pgq.settings.dsn = database_url
+    async with worker_tasks.pgq:
+        yield worker_tasks.pgq
+
+
+@pytest.fixture
+async def flows(database_url: str, db: asyncpg.Connection) -> AsyncIterator[PgQueue]:
+    """The tests' handle on the flow tasks' queue, and the tasks' own tables."""
+    from . import flow_tasks
+
+    await db.execute(flow_tasks.CREATE_TABLES)
+    flow_tasks.pgq.settings.dsn = database_url
+    async with flow_tasks.pgq:
+        yield flow_tasks.pgq
+    await flow_tasks.close_pool()

@@ -8,7 +8,7 @@ longer belongs to the run (cancelled, rescued) raises ``JobLost`` and nothing is
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -20,15 +20,6 @@ from .conftest import RESCUE_QUICKLY
 from .helpers import eventually, start_worker, stop_worker
 
 FLOWS = "tests.flow_tasks:pgq"
-
-
-@pytest.fixture
-async def flows(database_url: str, db: asyncpg.Connection) -> AsyncIterator[PgQueue]:
-    await db.execute(flow_tasks.CREATE_TABLES)
-    flow_tasks.pgq.settings.dsn = database_url
-    async with flow_tasks.pgq:
-        yield flow_tasks.pgq
-    await flow_tasks.close_pool()
 
 
 @pytest.fixture

@@ -16,28 +16,12 @@ import pytest
 
 from pgqueue import Fail, Job, JobContext, JobStatus, PgQueue, Snooze
 
-from . import worker_tasks
 from .conftest import RESCUE_QUICKLY
 from .helpers import eventually, start_worker, stop_worker
 
 SLEEPY = "tests.worker_tasks.sleepy"
 GATED = "tests.worker_tasks.gated"
 NOOP = "tests.worker_tasks.noop"
-
-
-@pytest.fixture
-async def tasks_db(db: asyncpg.Connection) -> asyncpg.Connection:
-    await db.execute(worker_tasks.CREATE_RUNS)
-    await db.execute(worker_tasks.CREATE_GATES)
-    return db
-
-
-@pytest.fixture
-async def producer(database_url: str) -> PgQueue:
-    """The tests' handle on the worker tasks' queue (same task names as the subprocesses)."""
-    worker_tasks.pgq.settings.dsn = database_url
-    async with worker_tasks.pgq:
-        yield worker_tasks.pgq
 
 
 async def _most_at_once(db: asyncpg.Connection, job_ids: list[int]) -> int:

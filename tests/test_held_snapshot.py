@@ -4,7 +4,6 @@ and the history of finished jobs never enters them."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 

@@ -22,24 +22,9 @@ from . import worker_tasks
 from .conftest import FAST, RESCUE_QUICKLY
 from .helpers import ROOT, eventually, start_worker, stop_worker
 
-
 # For the worker that rescues the jobs of one killed before: the only one alive, so a short window
 # cannot declare a live worker dead.
 RESCUES_QUICKLY = {"TEST_RESCUE_AFTER": str(RESCUE_QUICKLY)}
-
-
-@pytest.fixture
-async def tasks_db(database_url: str, db: asyncpg.Connection) -> asyncpg.Connection:
-    await db.execute(worker_tasks.CREATE_RUNS)
-    return db
-
-
-@pytest.fixture
-async def producer(database_url: str) -> PgQueue:
-    """The tests' own handle on the worker tasks' queue (same task names as the subprocesses)."""
-    worker_tasks.pgq.settings.dsn = database_url
-    async with worker_tasks.pgq:
-        yield worker_tasks.pgq
 
 
 async def _statuses(db: asyncpg.Connection) -> dict[str, int]:

@@ -7,7 +7,7 @@ Jobs run in worker subprocesses (``tests.flow_tasks``); each run is recorded by 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -22,16 +22,6 @@ from . import flow_tasks
 from .helpers import start_worker, stop_worker
 
 FLOWS = "tests.flow_tasks:pgq"
-
-
-@pytest.fixture
-async def flows(database_url: str, db: asyncpg.Connection) -> AsyncIterator[PgQueue]:
-    """The tests' handle on the flow tasks' queue, and the tasks' own tables."""
-    await db.execute(flow_tasks.CREATE_TABLES)
-    flow_tasks.pgq.settings.dsn = database_url
-    async with flow_tasks.pgq:
-        yield flow_tasks.pgq
-    await flow_tasks.close_pool()
 
 
 @pytest.fixture
