@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from pgqueue import PgQueue
+from pgqueue.worker.maintenance import PRUNE_LOCK, Pruner
 from tests import worker_tasks
 from tests.conftest import FAST
 from tests.helpers import eventually, start_worker, stop_worker
@@ -159,3 +160,25 @@ async def test_a_pgqueue_through_pgbouncer_waits_on_events_from_the_direct_liste
             done = [await pgq.wait(job.id, timeout=60) for job in jobs]
     assert [job.result for job in done] == [0, 2, 4, 6, 8]
     assert "unsupported startup parameter" not in bouncer.log()
+
+
+async def test_duties_leave_no_session_lock_behind_the_pooler(
+    bouncer: PgBouncer, database_url: str, db: asyncpg.Connection
+) -> None:
+    """A session advisory lock taken through a transaction pooler would stay on a server session
+    the pooler hands to other clients, and its release would go to another: the duty would then
+    skip nearly every turn in every worker. Behind the pooler the duties that run one at a time
+    elsewhere (pruning, vacuuming, the ready ring) take none; they are safe side by side."""
+    pgq = PgQueue(dsn=_pooled(bouncer, database_url), listen_dsn=database_url,
+                  statement_cache_size=0, **FAST)
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    async with pgq:
+        pruner, other = Pruner(pgq.backend), Pruner(pgq.backend)
+        async with pgq.acquire() as conn, pruner._alone(conn, PRUNE_LOCK) as mine:
+            assert mine
+            assert await db.fetchval(held) == 0
+            async with pgq.acquire() as conn2, other._alone(conn2, PRUNE_LOCK) as theirs:
+                assert theirs
+        assert await db.fetchval(held) == 0
+        pruned = await Pruner(pgq.backend).tick()  # a whole turn, through the pooler
+    assert pruned is None and await db.fetchval(held) == 0

@@ -62,7 +62,18 @@ class Service:
     @asynccontextmanager
     async def _alone(self, conn: asyncpg.Connection, lock: int) -> AsyncIterator[bool]:
         """This duty's session-scoped advisory lock for the block (work that commits as it goes,
-        or cannot run in a transaction); yields False, holding nothing, if another worker has it."""
+        or cannot run in a transaction); yields False, holding nothing, if another worker has it.
+
+        Behind a transaction pooler (``statement_cache_size=0``) a pooled connection is another
+        server session from one statement to the next: a session lock would stay behind on one
+        the pooler hands to others, and its release would miss it. There the duty runs without
+        it: these duties are safe side by side (a delete waits for and skips rows another
+        deletes, a slot's truncation takes the slot's lock with a timeout, vacuums queue on the
+        table's lock), so several workers doing one at once only repeat work.
+        """
+        if not self.backend.settings.statement_cache_size:
+            yield True
+            return
         statements = self.backend.statements
         if not await conn.fetchval(statements.try_session_lock, lock):
             yield False
