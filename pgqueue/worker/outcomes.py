@@ -39,9 +39,13 @@ class OutcomeWriter:
         backend: Backend,
         reporter: Reporter,
         on_written: Callable[[list[Outcome]], Awaitable[None]],
+        wake_here: Callable[[], None] = lambda: None,
     ) -> None:
         self._backend = backend
         self._on_written = on_written
+        # This worker's own claim loop hears of a freed limited slot or a job back in its queue at
+        # once; the others by the NOTIFY, which waits up to ANNOUNCE_EVERY to be gathered.
+        self._wake_here = wake_here
         self._reporter = reporter
         self._pending: list[Outcome] = []
         self._has_work = asyncio.Event()
@@ -164,3 +168,5 @@ class OutcomeWriter:
                     outcome.job.id, outcome.job.task, outcome.status,
                 )
         await self._on_written(batch)
+        if written["queues"]:
+            self._wake_here()  # after the slots are let go: the claim counts them free

@@ -95,7 +95,8 @@ class Worker:
         self._slots = Slots(concurrency, ClaimPace(concurrency))
         self._threads = SyncRunner()
         self._reporter = Reporter(backend)
-        self._writer = OutcomeWriter(backend, self._reporter, self._written)
+        self._wake = asyncio.Event()
+        self._writer = OutcomeWriter(backend, self._reporter, self._written, self._wake.set)
         self._run_database = RunDatabase(backend)
         self._hooks = FailureHooks(tasks, on_failure)
         port = backend.settings.metrics_port if metrics_port is None else metrics_port
@@ -107,7 +108,6 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
-        self._wake = asyncio.Event()
         self._started = asyncio.Event()
         self._stop_requests = 0
         self._stop_deadline = 0.0  # loop time by which a stopping worker is gone
