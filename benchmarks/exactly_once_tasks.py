@@ -18,8 +18,6 @@ import asyncio
 import os
 import random
 
-import asyncpg
-
 from pgqueue import JobContext, PgQueue
 
 pgq = PgQueue(
@@ -37,23 +35,11 @@ CREATE TABLE IF NOT EXISTS effects (
 )
 """
 
-_pool: asyncpg.Pool | None = None
-_pool_opening = asyncio.Lock()
-
-
-async def _connections() -> asyncpg.Pool:
-    global _pool
-    async with _pool_opening:  # one pool per process, however many jobs start at once
-        if _pool is None:
-            _pool = await asyncpg.create_pool(pgq.settings.dsn, min_size=1, max_size=10)
-    return _pool
-
-
 @pgq.task(max_attempts=100, retry_delay=0.1)
 async def effect(i: int, mode: str, ctx: JobContext) -> int:
     inside, after = random.uniform(0.1, 0.8), random.uniform(0.0, 0.3)
     insert = "INSERT INTO effects (job_id, pid, attempt) VALUES ($1, $2, $3)"
-    async with (await _connections()).acquire() as conn:
+    async with pgq.acquire() as conn:  # the worker's own pool, as an application's task would
         if mode == "complete_in":
             async with conn.transaction():
                 await conn.execute(insert, ctx.job.id, os.getpid(), ctx.attempt)
