@@ -26,6 +26,8 @@ class Backend:
         self.settings = settings
         self.statements = Statements(settings.schema)
         self._pool: asyncpg.Pool | None = None
+        self.enqueue_hook: Any = None
+        """Told of every enqueue's jobs (``enqueue.EnqueueHook``): ``pgqueue.testing.inline``."""
 
     @property
     def dsn(self) -> str:

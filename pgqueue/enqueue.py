@@ -103,22 +103,12 @@ class Enqueueable(Protocol):
 
 class EnqueueHook(Protocol):
     """Told of the jobs every enqueue of one ``PgQueue`` wrote, and on which connection (None: a
-    transaction of their own, committed). ``pgqueue.testing.inline`` installs one."""
+    transaction of their own, committed). ``pgqueue.testing.inline`` installs one as its
+    backend's ``enqueue_hook``."""
 
     async def written(self, jobs: list[Job], conn: Any) -> None: ...
 
     def written_sync(self, jobs: list[Job], conn: Any) -> None: ...
-
-
-_hooks: dict[Backend, EnqueueHook] = {}
-
-
-def set_enqueue_hook(backend: Backend, hook: EnqueueHook | None) -> None:
-    """Install ``hook`` for the tasks of the ``PgQueue`` that owns ``backend`` (None removes it)."""
-    if hook is None:
-        _hooks.pop(backend, None)
-    else:
-        _hooks[backend] = hook
 
 
 class Enqueuer:
@@ -173,7 +163,7 @@ class Enqueuer:
                 jobs = await _run_async(batch.rounds(), self.conn)
             if batch.trace_context is not None:
                 written([job.id for job in jobs])
-        if _hooks and (hook := _hooks.get(self.task.backend)) is not None:
+        if (hook := self.task.backend.enqueue_hook) is not None:
             await hook.written(jobs, self.conn)
         return jobs
 
@@ -190,7 +180,7 @@ class Enqueuer:
             jobs = _run_sync(batch.rounds(), self.conn)
             if batch.trace_context is not None:
                 written([job.id for job in jobs])
-        if _hooks and (hook := _hooks.get(self.task.backend)) is not None:
+        if (hook := self.task.backend.enqueue_hook) is not None:
             hook.written_sync(jobs, self.conn)
         return jobs
 

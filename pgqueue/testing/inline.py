@@ -32,7 +32,6 @@ from typing import Any
 import asyncpg
 
 from ..context import JobContext
-from ..enqueue import set_enqueue_hook
 from ..job import Job, JobStatus
 from ..messages import status_messages
 from ..queue import PgQueue
@@ -59,7 +58,7 @@ class Inline:
     # -- the block -------------------------------------------------------------------------------
 
     def __enter__(self) -> Inline:
-        set_enqueue_hook(self._pgq.backend, self)
+        self._pgq.backend.enqueue_hook = self
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -68,7 +67,7 @@ class Inline:
                 ids, self._at_settle = self._at_settle, []
                 _blocking(self._run(ids))
         finally:
-            set_enqueue_hook(self._pgq.backend, None)
+            self._pgq.backend.enqueue_hook = None
 
     async def __aenter__(self) -> Inline:
         return self.__enter__()
@@ -77,7 +76,7 @@ class Inline:
         try:
             await self.settle()
         finally:
-            set_enqueue_hook(self._pgq.backend, None)
+            self._pgq.backend.enqueue_hook = None
 
     async def settle(self) -> None:
         """Wait for the jobs running after a commit, and run those left for ``settle``."""
