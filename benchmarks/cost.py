@@ -4,7 +4,9 @@ Per contestant (raw SQL, pgqueue, PgQueuer, procrastinate, awa), in a fresh data
 enqueued one per transaction through one connection, then drained by one worker at concurrency 32.
 Around each phase the server's counters are read, as ``shared/bench/scenario.py`` reads them
 (``probe`` below): the WAL position, the database's commits, and the rows its tables took in,
-updated (HOT or not) and deleted. Statements and round trips are counted on the wire
+updated (HOT or not) and deleted, and how many of those were rows of unlogged tables (which write
+no WAL; pgqueue's ready ring is one). The WAL is also broken down by kind of record (row inserts,
+updates, locks, index writes, commits...). Statements and round trips are counted on the wire
 (``benchmarks.wire``). Index entries written are counted in the WAL itself (``pg_waldump
 --stats``: B-tree leaf inserts, including those that split a page, and other index types'
 inserts), since no statistics view counts them and a partial index takes only the rows its
@@ -47,29 +49,43 @@ SELECT pg_current_wal_lsn()::text AS lsn,
        coalesce(sum(t.n_tup_ins), 0)::bigint AS inserted,
        coalesce(sum(t.n_tup_upd), 0)::bigint AS updated,
        coalesce(sum(t.n_tup_hot_upd), 0)::bigint AS hot_updated,
-       coalesce(sum(t.n_tup_del), 0)::bigint AS deleted
-FROM pg_stat_user_tables t
+       coalesce(sum(t.n_tup_del), 0)::bigint AS deleted,
+       coalesce(sum(t.n_tup_ins + t.n_tup_upd + t.n_tup_del)
+                FILTER (WHERE c.relpersistence = 'u'), 0)::bigint AS unlogged_written
+FROM pg_stat_user_tables t JOIN pg_class c ON c.oid = t.relid
 """
-FIGURES = ("wal_bytes", "commits", "statements", "round_trips", "rows_written", "inserted",
-           "updated", "hot_updated", "deleted")
+FIGURES = ("wal_bytes", "commits", "statements", "round_trips", "rows_written", "unlogged_written",
+           "inserted", "updated", "hot_updated", "deleted")
 # WAL records that add one index entry each (PostgreSQL 15's record names).
 INDEX_INSERTS = ("Btree/INSERT_LEAF", "Btree/INSERT_POST", "Btree/SPLIT_L", "Btree/SPLIT_R",
                  "Hash/INSERT", "Gin/INSERT", "Gist/PAGE_UPDATE", "SPGist/ADD_LEAF",
                  "BRIN/INSERT")
-_RECORD = re.compile(r"^(\S+/\S+)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)")
+# What each kind of WAL record is for, in the breakdown of a job's WAL.
+WAL_KINDS = (("Heap/INSERT", "row inserts"), ("Heap/UPDATE", "row updates"),
+             ("Heap/HOT_UPDATE", "row updates"), ("Heap/DELETE", "row deletes"),
+             ("Heap/LOCK", "row locks"), ("Heap2/LOCK", "row locks"),
+             ("Heap2/MULTI_INSERT", "row inserts"), ("Heap2/", "page pruning, visibility"),
+             ("Btree/", "index writes"), ("Hash/", "index writes"), ("Gin/", "index writes"),
+             ("Transaction/", "commits"), ("XLOG/FPI", "full-page images"))
+_RECORD = re.compile(r"^(\S+/\S+)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)"
+                     r"\s+\(\s*[\d.]+\)\s+(\d+)")
 
 
 def wal_records(waldump: str, waldir: str, start: str, end: str) -> dict[str, Any]:
-    """Index entries written and full-page-image bytes between two WAL positions."""
+    """Index entries written, full-page-image bytes, and the bytes of each kind of record
+    (``WAL_KINDS``), between two WAL positions."""
     out = subprocess.run([waldump, "--stats=record", "-p", waldir, "-s", start, "-e", end],
                          capture_output=True, text=True, check=True).stdout
     entries = fpi = 0
+    kinds: dict[str, int] = {}
     for line in out.splitlines():
         if match := _RECORD.match(line):
             if match[1] in INDEX_INSERTS:
                 entries += int(match[2])
             fpi += int(match[4])
-    return {"index_entries": entries, "fpi_bytes": fpi}
+            kind = next((k for prefix, k in WAL_KINDS if match[1].startswith(prefix)), "other")
+            kinds[kind] = kinds.get(kind, 0) + int(match[5])
+    return {"index_entries": entries, "fpi_bytes": fpi, "wal_kinds": kinds}
 
 
 async def probe(dsn: str) -> dict[str, Any]:
@@ -142,7 +158,9 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
         result[name] = {**await _per_job(args.dsn, a, b, args.n), **wire}
         if args.waldir:
             records = wal_records(args.waldump, args.waldir, a["lsn"], b["lsn"])
+            kinds = records.pop("wal_kinds")
             result[name].update({k: round(v / args.n, 3) for k, v in records.items()})
+            result[name]["wal_kinds"] = {k: round(v / args.n, 1) for k, v in kinds.items()}
     finished = await c.count_done(args.dsn)
     return {"contestant": c.name, "versions": c.versions(), "n": args.n, "handler_calls": done,
             "verified_done": finished, "ok": finished == args.n + 1, "per_job": result}
@@ -154,6 +172,7 @@ def _table(runs: list[dict[str, Any]]) -> list[str]:
              "|---|" + "---|" * len(names)]
     labels = {"wal_bytes": "WAL bytes", "commits": "commits", "statements": "statements",
               "round_trips": "round trips", "rows_written": "rows written (ins+upd+del)",
+              "unlogged_written": "of which in unlogged tables (no WAL)",
               "inserted": "rows inserted", "updated": "rows updated",
               "hot_updated": "of which HOT (no index entry)", "deleted": "rows deleted",
               "index_entries": "index entries written (WAL records)",
@@ -166,6 +185,22 @@ def _table(runs: list[dict[str, Any]]) -> list[str]:
         cells = [f'{fmt(r["per_job"][phase]["wal_bytes"])} B, '
                  f'{fmt(r["per_job"][phase]["statements"], 2)} st' for r in runs if r.get("ok")]
         lines.append(f"| {phase} only: WAL, statements | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _wal_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Where each contestant's WAL goes: bytes per job over its whole life, by kind of record."""
+    done = [r for r in runs if r.get("ok") and "wal_kinds" in r["per_job"]["whole"]]
+    if not done:
+        return []
+    kinds = sorted({k for r in done for k in r["per_job"]["whole"]["wal_kinds"]},
+                   key=lambda k: -max(r["per_job"]["whole"]["wal_kinds"].get(k, 0) for r in done))
+    lines = ["", "## Where the WAL goes (bytes per job, whole life, by kind of record)", "",
+             "| kind of record | " + " | ".join(r["contestant"] for r in done) + " |",
+             "|---|" + "---|" * len(done)]
+    for kind in kinds:
+        cells = [fmt(r["per_job"]["whole"]["wal_kinds"].get(kind, 0)) for r in done]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -224,7 +259,7 @@ def main() -> None:
     write_json(path, {"started": started.isoformat(), "n": args.n,
                       "server": "private cluster" if cluster else args.dsn_base, "runs": runs})
     title = f"# Cost per job, {args.n:,} no-op jobs ({started:%Y-%m-%d %H:%M} UTC)\n"
-    lines = [title, *_table(runs), ""]
+    lines = [title, *_table(runs), *_wal_table(runs), ""]
     write_markdown_with_reproduce(path.with_suffix(".md"), lines,
                                   f"python -m benchmarks.cost --n {args.n} "
                                   f"--contestants {args.contestants}")

@@ -13,7 +13,7 @@ from .database import connect
 from .errors import SchemaError
 from .settings import validate_schema_name
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """The migration this version of the package expects; a test keeps it equal to the scripts' head."""
 
 MIGRATE_HINT = "run `python -m pgqueue migrate` (or `alembic upgrade head` from the pgqueue repository)"

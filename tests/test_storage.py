@@ -1,5 +1,5 @@
-"""The job storage of migration 0002: the ready ring and the kept counts, and the way there from
-the schema of 0001."""
+"""The job storage of migrations 0002 and 0006: the ready ring (unlogged, restored after a crash)
+and the kept counts, and the way there from the schema of 0001."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import asyncpg
+import pytest
 
 from pgqueue import JobStatus, PgQueue
 from pgqueue.migrate import upgrade
@@ -15,6 +16,7 @@ from pgqueue.worker.ring import ReadyRing
 
 from .conftest import FAST
 from .helpers import eventually
+from .servers import PG_BIN, Cluster
 from .test_plans import _nodes
 
 FULL_COUNT = """
@@ -162,3 +164,43 @@ async def test_upgrade_from_0001_moves_jobs_of_every_status(empty_database_url: 
 
 async def _no_queued(db: asyncpg.Connection) -> bool:
     return not await db.fetchval("SELECT count(*) FROM pgqueue.jobs WHERE status = 'queued'")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PG_BIN is None, reason="needs PostgreSQL's server binaries (initdb, pg_ctl)")
+async def test_queued_jobs_are_claimable_again_after_the_server_crashes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The ring is unlogged: crash recovery empties it. The worker's ring duty puts the queued
+    jobs back, and each runs once."""
+    cluster = Cluster("crash").initdb()
+    try:
+        cluster.start()
+        dsn = cluster.url()
+        await asyncio.to_thread(upgrade, dsn, "pgqueue")
+        pgq = PgQueue(dsn=dsn, **FAST)
+        runs: list[int] = []
+
+        @pgq.task
+        async def count(i: int) -> int:
+            runs.append(i)
+            return i
+
+        async with pgq:
+            jobs = await count.enqueue_many(range(30))
+        await asyncio.to_thread(cluster.stop, "immediate")
+        await asyncio.to_thread(cluster.start)
+        db = await asyncpg.connect(dsn)
+        try:
+            emptied = await db.fetchrow("SELECT (SELECT count(*) FROM pgqueue.ready) AS ready, "
+                                        "(SELECT count(*) FROM pgqueue.ready_intact) AS intact")
+            assert (emptied["ready"], emptied["intact"]) == (0, 0)  # what a crash leaves
+        finally:
+            await db.close()
+        async with pgq, pgq.worker(concurrency=4):
+            done = [await pgq.wait(job.id, timeout=60) for job in jobs]
+        assert [job.status for job in done] == [JobStatus.SUCCEEDED] * 30
+        assert sorted(runs) == list(range(30))
+        assert "put 30 queued jobs back" in caplog.text
+    finally:
+        cluster.remove()

@@ -171,6 +171,12 @@ class MaintenanceStatements(StatementsBase):
         """The slot of the ready ring that rows written now go to."""
         return self._format("SELECT {s}.ready_slot()")
 
+    @cached_property
+    def restore_ready(self) -> str:
+        """Put every queued job back into the ready ring if a crash or a failover emptied it (the
+        ring is unlogged, migration 0006); how many were put back, 0 when the ring was whole."""
+        return self._format("SELECT {s}.restore_ready()")
+
     def ready_slot_has_rows(self, slot: int) -> str:
         """Whether slot ``slot`` was written to since it was last truncated (``written``), and
         whether any row in it is still visible (``live``)."""

@@ -6,6 +6,10 @@ an old snapshot, those dead rows cannot be vacuumed, and every claim would step 
 A slot that no longer holds a visible row is truncated whole instead, which needs no vacuum and
 no snapshot's leave, so claims only ever step over the dead rows of the last few seconds.
 
+The ring is unlogged (migration 0006): PostgreSQL empties it when it recovers from a crash and
+when a standby is promoted. Every turn first asks the database to restore it from the queued jobs
+if that happened, which is a look at a one-row table otherwise.
+
 Truncating takes an exclusive lock on the slot, waited for at most ``LOCK_TIMEOUT``: a slot that
 a transaction still writes to (or that a ``pg_dump`` reads) is skipped and tried again later.
 """
@@ -41,6 +45,9 @@ class ReadyRing(Service):
         async with self.backend.acquire() as conn, self._alone(conn, RING_LOCK) as mine:
             if not mine:
                 return
+            if restored := await conn.fetchval(self.backend.statements.restore_ready):
+                logger.warning("the ready ring was empty after a crash or failover of the "
+                               "database: put %s queued jobs back into it", restored)
             current = await conn.fetchval(self.backend.statements.ready_slot)
             for slot in range(SLOTS):
                 if slot != current:
