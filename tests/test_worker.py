@@ -353,3 +353,23 @@ async def test_periodic_task_is_enqueued_once_per_slot(pgq: PgQueue, db: asyncpg
     assert len(keys) >= 2
     assert len(set(keys)) == len(keys)
     assert all(key.startswith(f"{tick.name}@") for key in keys)
+
+
+async def test_a_claim_does_not_wait_for_its_wal_flush_and_nothing_else_is_changed(
+    pgq: PgQueue, db: asyncpg.Connection
+) -> None:
+    """The claim's transaction commits asynchronously (a lease a crash may forget); the session's
+    own setting, and so every later transaction on that connection, is left as it was."""
+    @pgq.task
+    async def noop() -> None:
+        pass
+
+    job = await noop.enqueue()
+    tx = db.transaction()
+    await tx.start()
+    claimed = await db.fetch(pgq.backend.statements.claim, None, 10, None)
+    within = await db.fetchval("SELECT current_setting('synchronous_commit')")
+    await tx.commit()
+    after = await db.fetchval("SELECT current_setting('synchronous_commit')")
+    assert [row["id"] for row in claimed] == [job.id]
+    assert (within, after) == ("off", "on")

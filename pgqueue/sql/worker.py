@@ -14,9 +14,19 @@ class WorkerStatements(StatementsBase):
     @cached_property
     def claim(self) -> str:
         """Claim up to $2 jobs for worker $3 from the queues in $1 (NULL: every queue), best
-        first, within the queues' limits: the claim function of migration 0004."""
+        first, within the queues' limits: the claim function of migration 0004.
+
+        The claim's own commit does not wait for its WAL to reach the disk
+        (``synchronous_commit`` off for this transaction only, so it works through a pooler
+        too). A claim is a lease: if the server crashes before its WAL is flushed (a fraction of
+        a second), the claim is forgotten, and the job is queued again and runs again, which
+        at-least-once delivery allows. Whatever is written durably afterwards (an outcome, a
+        ``complete_in`` transaction) flushes the claim with it, as WAL is flushed in order.
+        Waiting for the flush was about a sixth of the time from enqueue to start.
+        """
         return self._format(
-            "SELECT {claim_columns} FROM {s}.claim($1::text[], $2::integer, $3::bigint) j"
+            "SELECT {claim_columns} FROM {s}.claim($1::text[], $2::integer, $3::bigint) j "
+            "CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS lease"
         )
 
     @cached_property

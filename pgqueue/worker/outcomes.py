@@ -4,8 +4,9 @@ A finished job frees its slot at once; its outcome waits here while the previous
 written, and goes with the next. If the database is away the outcomes stay here and are written
 when it is back; a job that another worker rescued meanwhile is left alone by the statement's
 guard. The writer owns the worker's status events: "running" when a job starts, then its outcome
-once the batch commits. They go out at once after a quiet spell, else gathered over
-``ANNOUNCE_EVERY`` so that under load one NOTIFY transaction serves many batches.
+once the batch commits. Outcomes go out at once after a quiet spell, else gathered over
+``ANNOUNCE_EVERY`` so that under load one NOTIFY transaction serves many batches; starts go out
+with the next outcomes, or ``ANNOUNCE_EVERY`` after the job started.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class OutcomeWriter:
         self._wake: set[str] = set()  # queues that got a job back to run now, not announced yet
         self._announcing = asyncio.Lock()
         self._announced_at = -ANNOUNCE_EVERY
+        self._start_news: asyncio.TimerHandle | None = None  # when held starts fall due
         # One generic plan, made once: planning this statement per call cost more than running
         # it. Without seq scans and nested loops that plan is the same on an empty table and a
         # huge one: the primary key finds the batch's rows, a hash join pairs them with their
@@ -69,8 +71,18 @@ class OutcomeWriter:
 
     def started(self, job_id: int) -> None:
         """Announce that the job is running (after the claim commits: see
-        ``Statements.announce``)."""
+        ``Statements.announce``), within ``ANNOUNCE_EVERY``.
+
+        Not at once: a NOTIFY sent as the job starts competes with it for the database and the
+        CPU, and a short job's start then goes out with its outcome, in one NOTIFY instead of two.
+        """
         self._changes.append((job_id, "running"))
+        if self._start_news is None:
+            self._start_news = asyncio.get_running_loop().call_later(
+                ANNOUNCE_EVERY, self._starts_due)
+
+    def _starts_due(self) -> None:
+        self._start_news = None
         self._has_news.set()
 
     def add(self, outcome: Outcome) -> None:
@@ -84,6 +96,8 @@ class OutcomeWriter:
 
     async def close(self) -> None:
         """Announce what is left (when every outcome was written), then let go of the connection."""
+        if self._start_news is not None:
+            self._start_news.cancel()
         if self._idle.is_set():
             await self._announce()
         await self._conn.close()
