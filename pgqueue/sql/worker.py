@@ -22,7 +22,7 @@ class WorkerStatements(StatementsBase):
         a second), the claim is forgotten, and the job is queued again and runs again, which
         at-least-once delivery allows. Whatever is written durably afterwards (an outcome, a
         ``complete_in`` transaction) flushes the claim with it, as WAL is flushed in order.
-        Waiting for the flush was about a sixth of the time from enqueue to start.
+        Waiting for the flush was about an eighth of the time from enqueue to start.
         """
         return self._format(
             "SELECT {claim_columns} FROM {s}.claim($1::text[], $2::integer, $3::bigint) j "
