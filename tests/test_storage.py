@@ -204,3 +204,40 @@ async def test_queued_jobs_are_claimable_again_after_the_server_crashes(
         assert "put 30 queued jobs back" in caplog.text
     finally:
         cluster.remove()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PG_BIN is None, reason="needs PostgreSQL's server binaries (initdb, pg_ctl)")
+async def test_a_server_crash_mid_drain_loses_no_job() -> None:
+    """The server is killed (no shutdown checkpoint) while a worker drains: claims it had not
+    flushed are forgotten and the unlogged ring comes back empty, yet every job ends succeeded,
+    having run at least once, and the worker carries on by itself."""
+    cluster = Cluster("crash-drain").initdb()
+    try:
+        cluster.start()
+        dsn = cluster.url()
+        await asyncio.to_thread(upgrade, dsn, "pgqueue")
+        pgq = PgQueue(dsn=dsn, **FAST)
+        runs: list[int] = []
+        under_way = asyncio.Event()
+
+        @pgq.task
+        async def step(i: int) -> int:
+            runs.append(i)
+            if len(runs) == 100:
+                under_way.set()
+            await asyncio.sleep(0.005)
+            return i
+
+        async with pgq:
+            jobs = await step.enqueue_many(range(1000))
+            async with pgq.worker(concurrency=8):
+                await under_way.wait()
+                await asyncio.to_thread(cluster.stop, "immediate")
+                await asyncio.to_thread(cluster.start)
+                done = [await pgq.wait(job.id, timeout=120) for job in jobs]
+        assert [job.status for job in done] == [JobStatus.SUCCEEDED] * 1000
+        assert [job.result for job in done] == list(range(1000))
+        assert set(runs) == set(range(1000))
+    finally:
+        cluster.remove()
