@@ -167,15 +167,12 @@ class MaintenanceStatements(StatementsBase):
     # -- the ready ring --------------------------------------------------------------------------
 
     @cached_property
-    def ready_slot(self) -> str:
-        """The slot of the ready ring that rows written now go to."""
-        return self._format("SELECT {s}.ready_slot()")
-
-    @cached_property
-    def restore_ready(self) -> str:
-        """Put every queued job back into the ready ring if a crash or a failover emptied it (the
-        ring is unlogged, migration 0006); how many were put back, 0 when the ring was whole."""
-        return self._format("SELECT {s}.restore_ready()")
+    def ring_turn(self) -> str:
+        """The start of a turn of the ring duty, in one round trip: ``restored``, how many queued
+        jobs were put back into the ring because a crash or a failover emptied it (the ring is
+        unlogged, migration 0006; 0 when it was whole), and ``current``, the slot that rows written
+        now go to."""
+        return self._format("SELECT {s}.restore_ready() AS restored, {s}.ready_slot() AS current")
 
     def ready_slot_has_rows(self, slot: int) -> str:
         """Whether slot ``slot`` was written to since it was last truncated (``written``), and

@@ -45,12 +45,12 @@ class ReadyRing(Service):
         async with self.backend.acquire() as conn, self._alone(conn, RING_LOCK) as mine:
             if not mine:
                 return
-            if restored := await conn.fetchval(self.backend.statements.restore_ready):
+            turn = await conn.fetchrow(self.backend.statements.ring_turn)
+            if turn["restored"]:
                 logger.warning("the ready ring was empty after a crash or failover of the "
-                               "database: put %s queued jobs back into it", restored)
-            current = await conn.fetchval(self.backend.statements.ready_slot)
+                               "database: put %s queued jobs back into it", turn["restored"])
             for slot in range(SLOTS):
-                if slot != current:
+                if slot != turn["current"]:
                     await self._truncate_if_spent(conn, slot)
 
     async def _truncate_if_spent(self, conn: asyncpg.Connection, slot: int) -> None:
