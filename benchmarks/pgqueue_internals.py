@@ -47,6 +47,30 @@ def insert_params(task: Task, ids: list[int]) -> list[Any]:
             None]
 
 
+TWINS = {
+    "no ready row": "jobs_twin_unringed",
+    "no ready row, primary key only": "jobs_twin_bare",
+}
+"""Copies of the jobs table without the ready ring's trigger, by what each leaves out: pgqueue's
+insert into one of them costs what it costs without that part (the profiler's breakdown)."""
+
+
+async def create_twins(conn: Any) -> None:
+    """Create the ``TWINS`` beside the jobs table: every index, or the primary key only."""
+    unringed, bare = TWINS.values()
+    await conn.execute(f"CREATE TABLE {SCHEMA}.{unringed} (LIKE {JOBS} INCLUDING ALL)")
+    await conn.execute(f"CREATE TABLE {SCHEMA}.{bare} (LIKE {JOBS} INCLUDING DEFAULTS "
+                       f"INCLUDING IDENTITY INCLUDING CONSTRAINTS, PRIMARY KEY (id))")
+
+
+def into_twin(statement: str, twin: str) -> str:
+    """pgqueue's insert statement, writing into ``twin`` instead of the jobs table."""
+    target = f"INSERT INTO {JOBS} ("
+    if statement.count(target) != 1:
+        raise RuntimeError(f"the insert statement no longer reads {target!r}; follow it here")
+    return statement.replace(target, f"INSERT INTO {SCHEMA}.{twin} (")
+
+
 def claim_statements(pgq: PgQueue) -> dict[str, str]:
     """The worker's claim, as a worker without and with ``--queue`` runs it (one statement; its
     parameters: queues (NULL for every queue), limit, worker id)."""

@@ -53,7 +53,7 @@ class EncodedCall:
     @property
     def kwargs_json(self) -> str:
         if self._kwargs_json is None:
-            self._kwargs_json = dumps(self.kwargs)
+            self._kwargs_json = dumps(self.kwargs) if self.kwargs else "{}"
         return self._kwargs_json
 
 
