@@ -47,28 +47,43 @@ def insert_params(task: Task, ids: list[int]) -> list[Any]:
             None]
 
 
-TWINS = {
-    "no ready row": "jobs_twin_unringed",
-    "no ready row, primary key only": "jobs_twin_bare",
-}
-"""Copies of the jobs table without the ready ring's trigger, by what each leaves out: pgqueue's
-insert into one of them costs what it costs without that part (the profiler's breakdown)."""
+LADDER = ("no ready row", "no wake-up", "no RETURNING", "no partial indexes")
+"""What the profiler takes from pgqueue's single-job insert, one more part per step, until little
+more than a bare INSERT is left: each step's time, next to the previous one's, is that part's cost."""
+
+_TWIN = f"{SCHEMA}.jobs_twin"
+_BARE_TWIN = f"{SCHEMA}.jobs_twin_bare"
 
 
 async def create_twins(conn: Any) -> None:
-    """Create the ``TWINS`` beside the jobs table: every index, or the primary key only."""
-    unringed, bare = TWINS.values()
-    await conn.execute(f"CREATE TABLE {SCHEMA}.{unringed} (LIKE {JOBS} INCLUDING ALL)")
-    await conn.execute(f"CREATE TABLE {SCHEMA}.{bare} (LIKE {JOBS} INCLUDING DEFAULTS "
-                       f"INCLUDING IDENTITY INCLUDING CONSTRAINTS, PRIMARY KEY (id))")
+    """Copies of the jobs table without the ready ring's trigger: with every index, and with the
+    primary key only (what ``insert_without`` writes into)."""
+    await conn.execute(f"CREATE TABLE {_TWIN} (LIKE {JOBS} INCLUDING ALL)")
+    await conn.execute(f"CREATE TABLE {_BARE_TWIN} (LIKE {JOBS} INCLUDING DEFAULTS "
+                       "INCLUDING IDENTITY INCLUDING CONSTRAINTS, PRIMARY KEY (id))")
 
 
-def into_twin(statement: str, twin: str) -> str:
-    """pgqueue's insert statement, writing into ``twin`` instead of the jobs table."""
-    target = f"INSERT INTO {JOBS} ("
-    if statement.count(target) != 1:
-        raise RuntimeError(f"the insert statement no longer reads {target!r}; follow it here")
-    return statement.replace(target, f"INSERT INTO {SCHEMA}.{twin} (")
+def insert_without(pgq: PgQueue, steps: int) -> str:
+    """pgqueue's single-job insert without the first ``steps`` parts of ``LADDER``."""
+    statement = insert_statement(pgq, 1)
+    twin = _BARE_TWIN if steps >= 4 else _TWIN
+    statement = _replace_once(statement, f"INSERT INTO {JOBS} (", f"INSERT INTO {twin} (")
+    if steps >= 2:
+        statement = _replace_once(statement, "pg_notify(", "nullif(")
+    if steps >= 3:
+        statement = statement[:_index_once(statement, " RETURNING ")]
+    return statement
+
+
+def _index_once(text: str, part: str) -> int:
+    if text.count(part) != 1:
+        raise RuntimeError(f"pgqueue's insert no longer holds {part!r} once; follow it here")
+    return text.index(part)
+
+
+def _replace_once(text: str, old: str, new: str) -> str:
+    _index_once(text, old)
+    return text.replace(old, new)
 
 
 def claim_statements(pgq: PgQueue) -> dict[str, str]:

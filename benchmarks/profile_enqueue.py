@@ -59,18 +59,12 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
             for i in ids:
                 await conn.fetch(internals.insert_statement(pgq, 1), *internals.insert_params(noop, [i]))
 
-    def statement_into(twin: str) -> Callable[[list[int]], Awaitable[None]]:
-        """pgqueue's statement into a copy of the jobs table that lacks a part (``TWINS``)."""
+    def statement_without(steps: int) -> Callable[[list[int]], Awaitable[None]]:
+        """pgqueue's single-job insert without the first ``steps`` parts of ``LADDER``."""
         async def run(ids: list[int]) -> None:
-            if many:
-                for s in range(0, len(ids), bulk):
-                    chunk = ids[s:s + bulk]
-                    await conn.fetch(internals.into_twin(internals.insert_statement(pgq, len(chunk)), twin),
-                                     *internals.insert_params(noop, chunk))
-            else:
-                one = internals.into_twin(internals.insert_statement(pgq, 1), twin)
-                for i in ids:
-                    await conn.fetch(one, *internals.insert_params(noop, [i]))
+            stripped = internals.insert_without(pgq, steps)
+            for i in ids:
+                await conn.fetch(stripped, *internals.insert_params(noop, [i]))
         return run
 
     async def raw(ids: list[int]) -> None:
@@ -99,8 +93,10 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
         return run
 
     variants = {"api": api, "statement": statement,
-                **{f"statement, {part}": statement_into(twin)
-                   for part, twin in internals.TWINS.items()},
+                **({} if many else {
+                    ("statement, " if steps == 1 else "  and ") + internals.LADDER[steps - 1]:
+                        statement_without(steps)
+                    for steps in range(1, len(internals.LADDER) + 1)}),
                 "raw INSERT": raw, "SELECT 1" + (" per chunk" if many else ""): select1,
                 "api, no WAL flush": no_flush(api), "statement, no WAL flush": no_flush(statement),
                 "raw INSERT, no WAL flush": no_flush(raw)}
@@ -121,10 +117,10 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
         print(f"\n=== {label}: N={n}" + (f" in chunks of {bulk}" if many else "")
               + f", {rounds} interleaved blocks per variant, median block ===")
         for k, v in results.items():
-            print(f"  {k:42s} {v * 1e6:8.1f} µs/job   {1 / v:10,.0f} jobs/s   "
+            print(f"  {k:28s} {v * 1e6:8.1f} µs/job   {1 / v:10,.0f} jobs/s   "
                   f"client CPU {cpu[k] * 1e6:6.1f} µs/job")
         py = results["api"] - results["statement"]
-        print(f"  {'=> pgqueue Python overhead':42s} {py * 1e6:8.1f} µs/job   "
+        print(f"  {'=> pgqueue Python overhead':28s} {py * 1e6:8.1f} µs/job   "
               f"({py / results['api'] * 100:.0f}% of the API time)")
         py = results["api, no WAL flush"] - results["statement, no WAL flush"]
         print(f"  {'=> Python overhead, no flush':28s} {py * 1e6:8.1f} µs/job")
@@ -133,7 +129,7 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
         sq = results["statement, no WAL flush"] - results["raw INSERT, no WAL flush"]
         print(f"  {'=> statement vs raw, no flush':28s} {sq * 1e6:8.1f} µs/job")
         print(f"  {'=> raw INSERT ÷ each':28s} " + ", ".join(
-            f"{k} {results['raw INSERT'] / results[k]:.2f}" for k in variants
+            f"{k.strip()} {results['raw INSERT'] / results[k]:.2f}" for k in variants
             if not k.startswith(("raw", "SELECT")) and "no WAL flush" not in k))
         profile = cProfile.Profile()
         profile.enable()
