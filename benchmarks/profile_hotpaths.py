@@ -9,6 +9,8 @@ Each part runs in a fresh database ``<prefix>prof`` (dropped afterwards), in thi
 * enqueue_one / enqueue_many: µs per job of
     - the public API (``noop.using(conn).enqueue(i)`` / ``.enqueue_many(ids)``),
     - pgqueue's own INSERT statement sent directly with ready-made parameters (= SQL + round trip),
+    - (enqueue_one) that statement with one more part taken away per step: the ready ring's row,
+      the wake-up, RETURNING, the partial indexes (``pgqueue_internals.LADDER``),
     - raw asyncpg's INSERT (contestants/raw.py) and ``SELECT 1`` (a bare round trip);
   API minus statement = pgqueue's Python overhead per job. Then the top functions of a cProfile
   of the API loop.
