@@ -1,10 +1,10 @@
 """Profiler part ``enqueue_one`` / ``enqueue_many``: where a pgqueue enqueue's time goes.
 
 µs per job of the public API, of pgqueue's own INSERT sent with ready-made parameters (API minus
-statement = pgqueue's Python overhead), of that statement into copies of the jobs table without
-the ready ring's row, and without it and the partial indexes (what those parts cost), of raw
-asyncpg's INSERT and of ``SELECT 1`` (a bare round trip), some also with the WAL flush off; then a
-cProfile of the API loop.
+statement = pgqueue's Python overhead), for a single job of that statement with one more part
+taken away per step (``pgqueue_internals.LADDER``: what each part costs), of raw asyncpg's INSERT
+and of ``SELECT 1`` (a bare round trip), some also with the WAL flush off; then a cProfile of the
+API loop.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ async def part_enqueue(dsn: str, n: int, many: bool, bulk: int, n_top: int) -> N
     await asyncio.to_thread(internals.install_schema, dsn)
     conn = await asyncpg.connect(dsn)
     await conn.execute(RAW_DDL)
-    await internals.create_twins(conn)
+    if not many:
+        await internals.create_twins(conn)
     await settle(dsn)
     pgq, noop, _state = make_queue(dsn)
     label = "enqueue_many" if many else "enqueue_one"
